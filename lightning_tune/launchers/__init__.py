@@ -1,0 +1,1 @@
+"""Launchers decide how a strategy's ranks start: here, as Ray actors."""

@@ -1,0 +1,315 @@
+"""Start a strategy's ranks as Ray actors and bring rank 0's results back to the driver.
+
+Lightning hands ``launch`` the bound trainer function (``trainer._fit_impl`` and friends).
+The trainer and the function are pickled together, so each worker trains a copy of the very
+trainer the driver holds; afterwards rank 0's weights, metrics and loop state are copied into
+the driver's trainer, as Lightning's own spawn launcher does. Inside a Tune trial the workers
+take the trial's own worker bundles; elsewhere they get a placement group of their own.
+Workers are always killed before ``launch`` returns or raises.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
+
+import ray
+import torch
+from lightning_utilities.core.apply_func import apply_to_collection
+from ray.util.placement_group import (PlacementGroup, get_current_placement_group,
+                                      placement_group, remove_placement_group)
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+from lightning_tune import session
+from lightning_tune.errors import TrialShapeError, WorkerError
+from lightning_tune.resources import bundle_fits, check_cluster_can_hold
+
+log = logging.getLogger(__name__)
+_PLACEMENT_WAIT_LOG_S = 30.0
+
+
+@dataclass(frozen=True)
+class WorkerPlacement:
+    """Where one rank stands in the worker group."""
+
+    global_rank: int
+    world_size: int
+    local_rank: int
+    local_world_size: int
+    node_rank: int
+    num_nodes: int
+    gpu_index: Optional[int] = None  # index into the node's CUDA_VISIBLE_DEVICES
+
+
+class _WorkerOutput(NamedTuple):
+    weights: Optional[Dict[str, torch.Tensor]]
+    trainer_state: Any
+    results: Any
+    callback_metrics: Dict[str, Any]
+    logged_metrics: Dict[str, Any]
+    progress_bar_metrics: Dict[str, Any]
+    fit_loop_state: Optional[dict]
+    best_model_path: Optional[str]
+
+
+def _to_cpu(data: Any) -> Any:
+    return apply_to_collection(data, torch.Tensor, lambda tensor: tensor.detach().cpu())
+
+
+@ray.remote
+class _TrainingWorker:
+    """One rank: receives the pickled trainer function, runs it, returns rank 0's results."""
+
+    def describe(self) -> Tuple[str, str, List[str]]:
+        context = ray.get_runtime_context()
+        return context.get_node_id(), ray.util.get_node_ip_address(), [
+            str(gpu) for gpu in ray.get_gpu_ids()]
+
+    def free_port(self) -> int:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("", 0))
+            return sock.getsockname()[1]
+
+    def run(self, payload: bytes, placement: WorkerPlacement, env: Dict[str, str],
+            bridge_queue: Any, init_hook: Optional[Callable[[], None]]) -> Optional[_WorkerOutput]:
+        os.environ.update(env)
+        if init_hook is not None:
+            init_hook()
+        function, args, kwargs = ray.cloudpickle.loads(payload)
+        trainer = function.__self__
+        trainer.strategy._enter_worker(placement)
+        session.enter_worker(bridge_queue, placement.global_rank)
+        results = function(*args, **kwargs)
+        return _collect_rank_zero_results(trainer, results, placement.global_rank)
+
+
+def _collect_rank_zero_results(trainer: Any, results: Any, rank: int) -> Optional[_WorkerOutput]:
+    fitting = trainer.state.fn is not None and trainer.state.fn.value == "fit"
+    # every rank computes the state dict: metric states may synchronise across ranks
+    weights = trainer.lightning_module.state_dict() if fitting else None
+    if rank != 0:
+        return None
+    connector = trainer._logger_connector
+    checkpoint_callback = trainer.checkpoint_callback
+    return _WorkerOutput(
+        weights=_to_cpu(weights),
+        trainer_state=trainer.state,
+        results=_to_cpu(results),
+        callback_metrics=_to_cpu(dict(connector.callback_metrics)),
+        logged_metrics=_to_cpu(dict(connector.logged_metrics)),
+        progress_bar_metrics=_to_cpu(dict(connector.progress_bar_metrics)),
+        fit_loop_state=trainer.fit_loop.state_dict() if fitting else None,
+        best_model_path=getattr(checkpoint_callback, "best_model_path", None),
+    )
+
+
+def _recover_results_in_driver(trainer: Any, output: _WorkerOutput) -> None:
+    if output.weights is not None:
+        # not strict: a model may add layers in setup(), which ran only in the workers
+        trainer.lightning_module.load_state_dict(output.weights, strict=False)
+    trainer.state = output.trainer_state
+    connector = trainer._logger_connector
+    connector._callback_metrics = output.callback_metrics
+    connector._logged_metrics = output.logged_metrics
+    connector._progress_bar_metrics = output.progress_bar_metrics
+    if output.fit_loop_state is not None:
+        trainer.fit_loop.load_state_dict(output.fit_loop_state)
+        trainer.fit_loop.restarting = False  # finished, not interrupted: a next fit continues
+        trainer.fit_loop._resuming_from_checkpoint = False
+    checkpoint_callback = trainer.checkpoint_callback
+    if output.best_model_path and hasattr(checkpoint_callback, "best_model_path"):
+        checkpoint_callback.best_model_path = output.best_model_path
+
+
+def serialize_for_workers(function: Callable, args: tuple, kwargs: dict) -> bytes:
+    """Pickle the trainer function with its arguments; name the attribute that cannot be."""
+    try:
+        return ray.cloudpickle.dumps((function, args, kwargs))
+    except Exception as error:
+        trainer = function.__self__
+        suspects = [("the LightningModule", "self", trainer.lightning_module),
+                    ("the LightningDataModule", "self", trainer.datamodule),
+                    ("the Trainer", "trainer", trainer)]
+        for what, root, obj in suspects:
+            if obj is None:
+                continue
+            culprit = _find_unpicklable(obj, root)
+            if culprit:
+                raise TypeError(
+                    f"{what} cannot be pickled to send it to the Ray workers: {culprit} cannot be "
+                    f"pickled ({error}). Create that attribute in setup() or on_fit_start(), "
+                    "which run on each worker, instead of __init__.") from error
+        raise TypeError(f"The training job cannot be pickled for the Ray workers: {error}") from error
+
+
+def _find_unpicklable(obj: Any, path: str, depth: int = 0) -> Optional[str]:
+    """The deepest attribute path below ``obj`` whose value fails to pickle."""
+    if depth > 6:
+        return None
+    if isinstance(obj, dict):
+        items = [(f"{path}[{key!r}]", value) for key, value in obj.items()]
+    elif isinstance(obj, (list, tuple)):
+        items = [(f"{path}[{index}]", value) for index, value in enumerate(obj)]
+    elif hasattr(obj, "__dict__"):
+        items = []
+        for name, value in vars(obj).items():
+            if name == "_modules" and isinstance(value, dict):  # torch submodules read as attributes
+                items.extend((f"{path}.{child}", module) for child, module in value.items())
+            else:
+                items.append((f"{path}.{name}", value))
+    else:
+        return None
+    for item_path, value in items:
+        try:
+            ray.cloudpickle.dumps(value)
+        except Exception:
+            return _find_unpicklable(value, item_path, depth + 1) or (
+                f"{item_path} (a {type(value).__module__}.{type(value).__qualname__})")
+    return None
+
+
+class RayLauncher:
+    """Runs a trainer function on ``strategy.num_workers`` Ray actors.
+
+    The strategy supplies the worker shape (``worker_bundle``), its ``init_hook`` and
+    ``_enter_worker(placement)``, which sets up its backend in each worker.
+    """
+
+    def __init__(self, strategy: Any) -> None:
+        self._strategy = strategy
+        self._workers: List[Any] = []
+
+    @property
+    def is_interactive_compatible(self) -> bool:
+        return True  # actors are separate processes: fine in notebooks
+
+    def launch(self, function: Callable, *args: Any, trainer: Any = None, **kwargs: Any) -> Any:
+        strategy = self._strategy
+        payload = serialize_for_workers(function, args, kwargs)
+        if not ray.is_initialized():
+            ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False)
+        group, bundle_indices, owned = self._reserve_bundles()
+        bridge = session.Bridge() if session.in_tune_trial() else None
+        try:
+            self._workers = [self._start_worker(group, index) for index in bundle_indices]
+            placements, envs = self._rendezvous(self._workers)
+            payload_ref = ray.put(payload)
+            queue = bridge.queue if bridge else None
+            running = {
+                worker.run.remote(payload_ref, placement, env, queue, strategy.init_hook): rank
+                for rank, (worker, placement, env) in enumerate(zip(self._workers, placements, envs))
+            }
+            output = self._wait_for_workers(running, bridge)
+        finally:
+            self._teardown(bridge, group if owned else None)
+        if trainer is not None:
+            _recover_results_in_driver(trainer, output)
+        return output.results
+
+    def kill(self, signum: Any = None) -> None:
+        for worker in self._workers:
+            ray.kill(worker, no_restart=True)
+        self._workers = []
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_workers"] = []
+        return state
+
+    # --- placement -----------------------------------------------------------------------
+    def _reserve_bundles(self) -> Tuple[PlacementGroup, List[int], bool]:
+        """The trial's trailing worker bundles if we are in one, else a new placement group."""
+        strategy = self._strategy
+        shape, count = strategy.worker_bundle, strategy.num_workers
+        group = get_current_placement_group()
+        if group is not None:
+            specs = group.bundle_specs
+            if len(specs) >= count and all(bundle_fits(shape, spec) for spec in specs[-count:]):
+                return group, list(range(len(specs) - count, len(specs))), False
+            if session.in_tune_trial():
+                raise TrialShapeError(
+                    f"This Tune trial reserved the bundles {specs}, but {type(strategy).__name__} "
+                    f"needs {count} worker bundles of {shape} after the trial's own. Give the "
+                    f"trainable resources=get_tune_resources(num_workers={count}, ...) "
+                    "(lightning_trainable does this for you).")
+        check_cluster_can_hold([shape] * count, what=f"{type(strategy).__name__}")
+        group = placement_group([dict(shape) for _ in range(count)], strategy="PACK")
+        waited = 0.0
+        while not ray.wait([group.ready()], timeout=_PLACEMENT_WAIT_LOG_S)[0]:
+            waited += _PLACEMENT_WAIT_LOG_S
+            log.warning("Waited %.0f s for %d worker bundles of %s; the cluster is busy.",
+                        waited, count, shape)
+        return group, list(range(count)), True
+
+    def _start_worker(self, group: PlacementGroup, bundle_index: int) -> Any:
+        shape = dict(self._strategy.worker_bundle)
+        options = dict(
+            num_cpus=shape.pop("CPU", 0), num_gpus=shape.pop("GPU", 0), resources=shape or None,
+            scheduling_strategy=PlacementGroupSchedulingStrategy(
+                placement_group=group, placement_group_bundle_index=bundle_index),
+        )
+        return _TrainingWorker.options(**options).remote()
+
+    def _rendezvous(self, workers: List[Any]) -> Tuple[List[WorkerPlacement], List[Dict[str, str]]]:
+        """Ranks in bundle order; nodes numbered by their first rank; rank 0's node hosts the store."""
+        described = ray.get([worker.describe.remote() for worker in workers])
+        node_ids = list(dict.fromkeys(node_id for node_id, _, _ in described))
+        node_gpus: Dict[str, List[str]] = {node_id: [] for node_id in node_ids}
+        for node_id, _, gpus in described:
+            node_gpus[node_id].extend(gpu for gpu in gpus if gpu not in node_gpus[node_id])
+        main_address = described[0][1]
+        main_port = ray.get(workers[0].free_port.remote())
+        placements, envs = [], []
+        for rank, (node_id, _, gpus) in enumerate(described):
+            on_node = [r for r, (other, _, _) in enumerate(described) if other == node_id]
+            placement = WorkerPlacement(
+                global_rank=rank, world_size=len(workers), local_rank=on_node.index(rank),
+                local_world_size=len(on_node), node_rank=node_ids.index(node_id),
+                num_nodes=len(node_ids),
+                gpu_index=node_gpus[node_id].index(gpus[0]) if gpus else None)
+            env = {
+                "MASTER_ADDR": main_address, "MASTER_PORT": str(main_port),
+                "WORLD_SIZE": str(placement.world_size), "RANK": str(rank),
+                "LOCAL_RANK": str(placement.local_rank), "NODE_RANK": str(placement.node_rank),
+                "LOCAL_WORLD_SIZE": str(placement.local_world_size),
+            }
+            if gpus:  # all of the node's GPUs visible, so NCCL can see its peers
+                env["CUDA_VISIBLE_DEVICES"] = ",".join(node_gpus[node_id])
+            placements.append(placement)
+            envs.append(env)
+        return placements, envs
+
+    # --- running ---------------------------------------------------------------------------
+    def _wait_for_workers(self, running: Dict[ray.ObjectRef, int],
+                          bridge: Optional[session.Bridge]) -> _WorkerOutput:
+        """Block until every rank returns, passing rank 0's reports to Tune meanwhile.
+
+        The first rank to fail ends the wait: its peers may be stuck in a collective.
+        """
+        outputs: Dict[int, Optional[_WorkerOutput]] = {}
+        pending = dict(running)
+        while pending:
+            watched = list(pending) + ([bridge.next_report()] if bridge else [])
+            ready, _ = ray.wait(watched, num_returns=1)
+            ref = ready[0]
+            if ref not in pending:
+                bridge.deliver()
+                continue
+            rank = pending.pop(ref)
+            try:
+                outputs[rank] = ray.get(ref)
+            except ray.exceptions.RayTaskError as error:
+                raise WorkerError(rank, str(error)) from error.cause
+            except ray.exceptions.RayActorError as error:
+                raise WorkerError(rank, f"the worker process died: {error}") from None
+        return outputs[0]
+
+    def _teardown(self, bridge: Optional[session.Bridge], owned_group: Optional[PlacementGroup]) -> None:
+        self.kill()
+        if bridge is not None:
+            bridge.close()
+        if owned_group is not None:
+            remove_placement_group(owned_group)

@@ -1,0 +1,166 @@
+"""The bridge that carries rank 0's reports from a worker actor to its Tune trial process.
+
+``tune.report`` only works in the trial process: called in a worker actor it warns and drops
+the result. So rank 0 puts each report (metrics, and a reference to the checkpoint's bytes in
+Ray's object store) on a small queue actor that takes no CPU from the trial's bundles, and
+waits until the trial process has handed it to Tune. That keeps training in step with Tune:
+when the scheduler stops a trial, its workers have not trained ahead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Optional
+
+import ray
+from ray import tune
+
+from lightning_tune.errors import MetricNotReportedError
+
+
+def in_tune_trial() -> bool:
+    """True in a Tune trial's own process (not in a worker actor it started)."""
+    from ray.tune.trainable.trainable_fn_utils import _in_tune_session
+
+    return bool(_in_tune_session())
+
+
+@dataclass
+class Report:
+    """One result on its way to ``tune.report``: metrics, and checkpoint files (in the object store)."""
+
+    metrics: Dict[str, Any]
+    # a list so Ray passes the reference through instead of fetching the bytes into the queue
+    checkpoint_files: List[ray.ObjectRef] = field(default_factory=list)
+
+
+@ray.remote(num_cpus=0)
+class _BridgeQueue:
+    """An asyncio queue; ``put`` returns once the trial process acknowledged the item."""
+
+    def __init__(self) -> None:
+        self._items: asyncio.Queue = asyncio.Queue()
+        self._unacknowledged: Optional[asyncio.Future] = None
+
+    async def put(self, report: Report) -> None:
+        delivered = asyncio.get_running_loop().create_future()
+        await self._items.put((report, delivered))
+        await delivered
+
+    async def get(self) -> Report:
+        report, delivered = await self._items.get()
+        self._unacknowledged = delivered
+        return report
+
+    def acknowledge(self) -> None:
+        if self._unacknowledged is not None and not self._unacknowledged.done():
+            self._unacknowledged.set_result(None)
+        self._unacknowledged = None
+
+
+class Bridge:
+    """The trial process's end: create it, hand it to the workers, drain it while they train."""
+
+    def __init__(self) -> None:
+        # outside the trial's placement group: the queue needs no bundle of its own
+        self.queue = _BridgeQueue.options(scheduling_strategy="DEFAULT").remote()
+        self._next: Optional[ray.ObjectRef] = None
+
+    def next_report(self) -> ray.ObjectRef:
+        """A reference that resolves when rank 0 sends its next report (for ``ray.wait``)."""
+        if self._next is None:
+            self._next = self.queue.get.remote()
+        return self._next
+
+    def deliver(self) -> None:
+        """Pass the report that ``next_report`` resolved to Tune, then release rank 0."""
+        report = ray.get(self._next)
+        self._next = None
+        report_to_tune(report.metrics, files=ray.get(report.checkpoint_files[0])
+                       if report.checkpoint_files else None)
+        self.queue.acknowledge.remote()
+
+    def close(self) -> None:
+        ray.kill(self.queue, no_restart=True)
+
+
+# --- the worker's end -------------------------------------------------------------------------
+_worker_bridge: Optional[Any] = None  # the queue actor's handle, set in worker actors only
+_worker_rank: Optional[int] = None
+
+
+def enter_worker(queue: Optional[Any], rank: int) -> None:
+    """Called by the launcher in each worker actor before training starts."""
+    global _worker_bridge, _worker_rank
+    _worker_bridge, _worker_rank = queue, rank
+
+
+def report(metrics: Mapping[str, Any], checkpoint_dir: Optional[str] = None) -> None:
+    """Send one result to Tune from wherever training runs.
+
+    In a trial process it goes straight to ``tune.report``; in a worker actor rank 0 sends it
+    over the bridge and other ranks send nothing; outside Tune it is dropped.
+    """
+    metrics = dict(metrics)
+    if _worker_rank is not None:
+        if _worker_rank != 0 or _worker_bridge is None:
+            return
+        files = [ray.put(_read_files(checkpoint_dir))] if checkpoint_dir else []
+        ray.get(_worker_bridge.put.remote(Report(metrics, files)))
+    elif in_tune_trial():
+        report_to_tune(metrics, directory=checkpoint_dir)
+
+
+# --- the trial's end -----------------------------------------------------------------------
+_required_metric: Optional[str] = None
+
+
+def require_metric(metric: Optional[str]) -> None:
+    """Make every report in this trial process check that ``metric`` is present."""
+    global _required_metric
+    _required_metric = metric
+
+
+def report_to_tune(metrics: Dict[str, Any], *, directory: Optional[str] = None,
+                   files: Optional[Dict[str, bytes]] = None) -> None:
+    """``tune.report`` with the checks this toolkit promises, from a directory or from bytes."""
+    if _required_metric is not None and _required_metric not in metrics:
+        logged = ", ".join(sorted(metrics)) or "none"
+        raise MetricNotReportedError(
+            f"The search optimises metric {_required_metric!r}, but the model never logged it. "
+            f"Metrics logged: {logged}. Log it with self.log({_required_metric!r}, ...) in "
+            "validation_step (or pass metric= one of the logged names).")
+    if files is not None:
+        directory = tempfile.mkdtemp(prefix="lightning_tune_ckpt_")
+        _write_files(directory, files)
+        owned = True
+    else:
+        owned = False
+    try:
+        checkpoint = tune.Checkpoint.from_directory(directory) if directory else None
+        tune.report(metrics, checkpoint=checkpoint)  # persists the checkpoint before returning
+    finally:
+        if owned:
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+def _read_files(directory: str) -> Dict[str, bytes]:
+    files = {}
+    for root, _, names in os.walk(directory):
+        for name in names:
+            path = os.path.join(root, name)
+            with open(path, "rb") as handle:
+                files[os.path.relpath(path, directory)] = handle.read()
+    return files
+
+
+def _write_files(directory: str, files: Dict[str, bytes]) -> None:
+    for relative, data in files.items():
+        path = os.path.join(directory, relative)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as handle:
+            handle.write(data)

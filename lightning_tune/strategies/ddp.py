@@ -1,0 +1,95 @@
+"""Lightning's DDP strategy with its ranks started as Ray actors by :class:`RayLauncher`."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, Mapping, Optional
+
+import torch
+
+from lightning_tune._lightning import PerTree, fabric_module, tree_module
+from lightning_tune.launchers.ray import RayLauncher, WorkerPlacement
+from lightning_tune.resources import check_worker_shape, worker_bundle
+
+
+class RayWorkerStrategyMixin:
+    """What every Ray-launched strategy shares: worker shape, ranks from the launcher, devices.
+
+    The launcher calls ``_enter_worker`` in each actor before the trainer function runs; on
+    the driver (``_worker`` is None) the strategy reports itself as rank 0 of ``num_workers``.
+    """
+
+    _worker: Optional[WorkerPlacement] = None
+
+    def _init_workers(self, num_workers: int, cpus_per_worker: float, use_gpu: bool,
+                      resources_per_worker: Optional[Mapping[str, float]],
+                      init_hook: Optional[Callable[[], None]]) -> None:
+        extra = dict(resources_per_worker or {})
+        gpus_per_worker = extra.pop("GPU", 1 if use_gpu else 0) if use_gpu else 0
+        if not use_gpu and "GPU" in extra:
+            raise ValueError("resources_per_worker has 'GPU' but use_gpu=False; set use_gpu=True.")
+        check_worker_shape(num_workers, cpus_per_worker, gpus_per_worker, extra)
+        if use_gpu and not gpus_per_worker:
+            raise ValueError("use_gpu=True needs a GPU share per worker > 0.")
+        if init_hook is not None and not callable(init_hook):
+            raise TypeError(f"init_hook must be a callable taking no arguments, got {init_hook!r}.")
+        self.num_workers = num_workers
+        self.cpus_per_worker = cpus_per_worker
+        self.use_gpu = use_gpu
+        self.resources_per_worker = extra
+        self.init_hook = init_hook
+        self.worker_bundle: Dict[str, float] = worker_bundle(cpus_per_worker, gpus_per_worker, extra)
+
+    def _configure_launcher(self) -> None:
+        self._launcher = RayLauncher(self)
+
+    def _enter_worker(self, placement: WorkerPlacement) -> None:
+        """Runs in the actor, after unpickling: fresh environment, ranks and device."""
+        self._worker = placement
+        self.cluster_environment = fabric_module(self.lightning_tree,
+                                                 "plugins.environments").LightningEnvironment()
+        self.num_nodes = placement.num_nodes
+        accelerators = tree_module(self.lightning_tree, "accelerators")
+        self.accelerator = accelerators.CUDAAccelerator() if self.use_gpu else accelerators.CPUAccelerator()
+        self.set_world_ranks()
+
+    @property
+    def root_device(self) -> torch.device:
+        if self._worker is not None and self._worker.gpu_index is not None:
+            return torch.device("cuda", self._worker.gpu_index)
+        return torch.device("cpu")
+
+    @property
+    def distributed_sampler_kwargs(self) -> Dict[str, Any]:
+        return {"num_replicas": self.world_size, "rank": self.global_rank}
+
+    def set_world_ranks(self) -> None:
+        from lightning_utilities.core.rank_zero import rank_zero_only
+
+        rank, size = ((self._worker.global_rank, self._worker.world_size) if self._worker
+                      else (0, self.num_workers))
+        if self.cluster_environment is not None:
+            self.cluster_environment.set_global_rank(rank)
+            self.cluster_environment.set_world_size(size)
+        rank_zero_only.rank = rank
+
+
+class RayDDPStrategy(RayWorkerStrategyMixin, PerTree):
+    """Distributed data parallel training whose ranks are Ray actors.
+
+    Works in a script, a notebook or a Tune trial (where the workers take the trial's own
+    bundles), for ``lightning.pytorch`` and ``pytorch_lightning`` Trainers alike. Extra
+    keyword arguments go to Lightning's ``DDPStrategy`` (e.g. ``find_unused_parameters``).
+    """
+
+    _tree_base = "strategies.DDPStrategy"
+
+    def __init__(self, num_workers: int = 1, cpus_per_worker: float = 1, use_gpu: bool = False,
+                 resources_per_worker: Optional[Mapping[str, float]] = None,
+                 init_hook: Optional[Callable[[], None]] = None, **ddp_kwargs: Any) -> None:
+        self._init_workers(num_workers, cpus_per_worker, use_gpu, resources_per_worker, init_hook)
+        environment = fabric_module(self.lightning_tree, "plugins.environments").LightningEnvironment()
+        super().__init__(cluster_environment=environment, **ddp_kwargs)
+
+    def __repr__(self) -> str:
+        return (f"RayDDPStrategy(num_workers={self.num_workers}, cpus_per_worker="
+                f"{self.cpus_per_worker}, use_gpu={self.use_gpu})")
