@@ -4,11 +4,17 @@ Neither Lightning tree is imported here: strategies and callbacks pick ``lightni
 or ``pytorch_lightning`` when they are first used.
 """
 
+from lightning_tune.api import tune_lightning
 from lightning_tune.callbacks import TuneReportCallback, TuneReportCheckpointCallback
 from lightning_tune.resources import get_tune_resources
+from lightning_tune.results import TuneLightningResult
 from lightning_tune.strategies import RayDDPStrategy
+from lightning_tune.trainable import lightning_trainable
 
 __all__ = [
+    "TuneLightningResult",
+    "lightning_trainable",
+    "tune_lightning",
     "RayDDPStrategy",
     "TuneReportCallback",
     "TuneReportCheckpointCallback",

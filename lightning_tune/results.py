@@ -1,0 +1,71 @@
+"""What a search gives back: the best config, its metrics, checkpoint and model."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, Optional
+
+import pandas as pd
+import torch
+from ray import tune
+from ray.tune import ResultGrid
+
+from lightning_tune._routing import ConfigRouting
+
+
+class TuneLightningResult:
+    """The outcome of :func:`tune_lightning`, over Tune's own ``ResultGrid``.
+
+    The best trial is the one whose best reported ``metric`` (over all its epochs) is best;
+    ``best_metrics`` and ``best_checkpoint`` are from that epoch.
+    """
+
+    def __init__(self, result_grid: ResultGrid, routing: ConfigRouting, metric: str, mode: str,
+                 checkpoint_filename: str = "checkpoint") -> None:
+        self.result_grid = result_grid
+        self.metric, self.mode = metric, mode
+        self._routing = routing
+        self._filename = checkpoint_filename
+        self._best = result_grid.get_best_result(metric=metric, mode=mode, scope="all")
+        self.best_checkpoint: Optional[tune.Checkpoint] = self._best.get_best_checkpoint(metric, mode)
+        self.best_metrics: Dict[str, Any] = self._metrics_of(self.best_checkpoint)
+
+    def _metrics_of(self, checkpoint: Optional[tune.Checkpoint]) -> Dict[str, Any]:
+        for candidate, metrics in self._best.best_checkpoints or []:
+            if checkpoint is not None and candidate.path == checkpoint.path:
+                return dict(metrics)
+        history = self._best.metrics_dataframe
+        if history is not None and self.metric in history:
+            row = history[self.metric].idxmin() if self.mode == "min" else history[self.metric].idxmax()
+            return history.loc[row].to_dict()
+        return dict(self._best.metrics or {})
+
+    @property
+    def best_config(self) -> Dict[str, Any]:
+        return dict(self._best.config)
+
+    @property
+    def experiment_path(self) -> str:
+        return self.result_grid.experiment_path
+
+    @property
+    def dataframe(self) -> pd.DataFrame:
+        """One row per trial: its last reported result and its config."""
+        return self.result_grid.get_dataframe()
+
+    def load_best_model(self) -> Any:
+        """The model class built from the best config, with the best checkpoint's weights."""
+        if self.best_checkpoint is None:
+            raise ValueError("The best trial saved no checkpoint (it was reported with "
+                             "TuneReportCallback, not TuneReportCheckpointCallback).")
+        model = self._routing.build_model(self.best_config)
+        with self.best_checkpoint.as_directory() as directory:
+            state = torch.load(os.path.join(directory, self._filename), map_location="cpu",
+                               weights_only=True)
+        model.load_state_dict(state["state_dict"])
+        model.eval()
+        return model
+
+    def __repr__(self) -> str:
+        return (f"TuneLightningResult(trials={len(self.result_grid)}, best {self.metric}="
+                f"{self.best_metrics.get(self.metric)!r}, best_config={self.best_config!r})")
