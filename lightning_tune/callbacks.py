@@ -119,7 +119,7 @@ class TuneReportCheckpointCallback(_TuneReportBase):
             return
         directory = tempfile.mkdtemp(prefix="lightning_tune_save_")
         try:
-            trainer.save_checkpoint(os.path.join(directory, self._filename))
+            trainer.save_checkpoint(os.path.join(directory, self._filename), weights_only=False)
             session.report(metrics, checkpoint_dir=directory)
         finally:
             shutil.rmtree(directory, ignore_errors=True)

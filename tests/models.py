@@ -1,0 +1,87 @@
+"""Test models: the digits example with one behaviour added each (importable by Ray workers)."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+
+import ray
+
+from lightning_tune.examples.digits import DigitsClassifier, DigitsDataModule
+
+__all__ = ["DigitsDataModule", "FailingOnRank", "RecordingClassifier", "UnpicklableClassifier",
+           "FailOnceClassifier", "WrongMetricClassifier", "EpochLoggingClassifier"]
+
+
+class FailingOnRank(DigitsClassifier):
+    """Raises in training_step on one rank only."""
+
+    def __init__(self, fail_rank: int = 1, **kwargs):
+        super().__init__(**kwargs)
+        self.fail_rank = fail_rank
+
+    def training_step(self, batch, batch_idx):
+        if self.global_rank == self.fail_rank and batch_idx == 2:
+            raise ValueError(f"deliberate failure on rank {self.global_rank}")
+        return super().training_step(batch, batch_idx)
+
+
+class RecordingClassifier(DigitsClassifier):
+    """Writes where each rank ran (placement group, ranks, backend) into ``record_dir``."""
+
+    def __init__(self, record_dir: str, trial_tag: int = 0, lr: float = 1e-2, **kwargs):
+        super().__init__(lr=lr, **kwargs)
+        self.record_dir, self.trial_tag = record_dir, trial_tag
+
+    def on_fit_start(self):
+        import torch.distributed as dist
+
+        record = {
+            "trial_tag": self.trial_tag, "pid": os.getpid(),
+            "placement_group": ray.get_runtime_context().get_placement_group_id(),
+            "global_rank": self.global_rank, "local_rank": self.trainer.local_rank,
+            "node_rank": self.trainer.node_rank, "world_size": self.trainer.world_size,
+            "backend": dist.get_backend() if dist.is_initialized() else None,
+            "env_rank": os.environ.get("RANK"),
+        }
+        path = os.path.join(self.record_dir, f"{self.trial_tag}_{self.global_rank}_{os.getpid()}.json")
+        with open(path, "w") as handle:
+            json.dump(record, handle)
+
+
+class UnpicklableClassifier(DigitsClassifier):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.metrics_lock = threading.Lock()
+
+
+class FailOnceClassifier(DigitsClassifier):
+    """Fails at the start of ``fail_at_epoch`` the first time only (a marker file remembers)."""
+
+    def __init__(self, marker_path: str, fail_at_epoch: int = 2, **kwargs):
+        super().__init__(**kwargs)
+        self.marker_path, self.fail_at_epoch = marker_path, fail_at_epoch
+
+    def on_train_epoch_start(self):
+        if self.current_epoch == self.fail_at_epoch and not os.path.exists(self.marker_path):
+            open(self.marker_path, "w").close()
+            raise RuntimeError("deliberate one-time failure")
+
+    def validation_step(self, batch, batch_idx):
+        super().validation_step(batch, batch_idx)
+        self.log("epoch_seen", float(self.current_epoch))
+
+
+class EpochLoggingClassifier(DigitsClassifier):
+    def validation_step(self, batch, batch_idx):
+        super().validation_step(batch, batch_idx)
+        self.log("epoch_seen", float(self.current_epoch))
+
+
+class WrongMetricClassifier(DigitsClassifier):
+    """Logs ``valid_loss`` where the search expects ``val_loss``."""
+
+    def validation_step(self, batch, batch_idx):
+        loss, accuracy = self._loss_and_accuracy(batch)
+        self.log_dict({"valid_loss": loss, "valid_acc": accuracy})

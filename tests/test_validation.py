@@ -1,0 +1,50 @@
+"""Bad input to tune_lightning fails with a clear message before Ray starts."""
+
+import lightning.pytorch as pl
+import pytest
+import ray
+from ray import tune
+
+from lightning_tune import tune_lightning
+from lightning_tune.examples import DigitsClassifier, DigitsDataModule
+
+SPACE = {"lr": tune.loguniform(1e-4, 1e-1)}
+
+
+class NotAModule:
+    def __init__(self, lr=0.1):
+        self.lr = lr
+
+
+@pytest.fixture(autouse=True)
+def no_ray_running():
+    if ray.is_initialized():
+        ray.shutdown()
+    yield
+    assert not ray.is_initialized(), "the error must come before Ray starts"
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"model_cls": DigitsClassifier()}, TypeError, "Pass the class itself"),
+    ({"model_cls": NotAModule}, TypeError, "must be a LightningModule subclass"),
+    ({"space": {"lr": 0.1, "learnig_rate": 0.2}}, ValueError, r"\['learnig_rate'\].*Accepted keys"),
+    ({"space": [0.1]}, TypeError, "space must be a dict"),
+    ({"mode": "maximise"}, ValueError, "mode must be 'min' or 'max'"),
+    ({"metric": ""}, ValueError, "metric must be the name"),
+    ({"num_workers": 0, "strategy": "ddp"}, ValueError, "num_workers must be an integer >= 1"),
+    ({"cpus_per_worker": 0}, ValueError, "cpus_per_worker must be > 0"),
+    ({"cpus_per_worker": -1.0}, ValueError, "cpus_per_worker must be > 0"),
+    ({"strategy": "deepspeed"}, ValueError, "strategy must be one of"),
+    ({"max_epochs": 0}, ValueError, "max_epochs must be an integer >= 1"),
+    ({"num_samples": 0}, ValueError, "num_samples must be an integer >= 1"),
+    ({"search_alg": "bayes"}, ValueError, "search_alg must be one of"),
+    ({"search_alg": "grid"}, ValueError, r"\['lr'\] are sampled distributions"),
+    ({"scheduler": "pbtx"}, ValueError, "scheduler must be one of"),
+    ({"trainer_kwargs": {"max_epochs": 3}}, ValueError, "may not set 'max_epochs'"),
+    ({"datamodule": pl.LightningModule}, TypeError, "datamodule must be a LightningDataModule"),
+])
+def test_bad_input(kwargs, error, message):
+    arguments = {"model_cls": DigitsClassifier, "space": SPACE, "datamodule": DigitsDataModule}
+    arguments.update(kwargs)
+    with pytest.raises(error, match=message):
+        tune_lightning(arguments.pop("model_cls"), arguments.pop("space"), **arguments)
