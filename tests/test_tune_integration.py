@@ -73,6 +73,8 @@ def test_report_callback_metrics_over_the_ddp_bridge(ray_cluster, tmp_path, metr
     # two epochs, two reports: the sanity-check validation was not reported
     assert result.metrics["training_iteration"] == 2
     assert result.checkpoint is None
+    # Lightning's own logs are in the trial's directory, written by rank 0
+    assert os.listdir(os.path.join(result.path, "lightning_logs"))
 
 
 def test_one_checkpoint_per_epoch_that_restores_the_trained_model(ray_cluster, tmp_path):
@@ -158,3 +160,10 @@ def test_tune_lightning_with_pytorch_lightning_models(ray_cluster, tmp_path):
                             storage_path=str(tmp_path), verbose=0)
     assert result.best_metrics["val_loss"] < 2.3  # below the loss of uniform guessing
     assert isinstance(result.load_best_model(), PLDigitsClassifier)
+
+
+def test_gpus_asked_of_a_cluster_without_gpus(ray_cluster, tmp_path):
+    with pytest.raises(TrialShapeError, match="asks for GPUs"):
+        tune_lightning(DigitsClassifier, {"lr": 1e-2}, datamodule=DigitsDataModule,
+                       strategy="ddp", num_workers=2, gpus_per_worker=1,
+                       storage_path=str(tmp_path), verbose=0)

@@ -171,6 +171,40 @@ def _find_unpicklable(obj: Any, path: str, depth: int = 0) -> Optional[str]:
     return None
 
 
+def assign_ranks(described: List[Tuple[str, str, List[str]]],
+                 main_port: int) -> Tuple[List[WorkerPlacement], List[Dict[str, str]]]:
+    """Placements and environment variables for workers described as (node id, ip, GPU ids).
+
+    Global rank is the worker's position; nodes are numbered in order of their first rank and
+    local ranks count within a node, so uneven or interleaved layouts are ranked correctly.
+    A worker sees all of its node's GPUs (NCCL wants its peers visible) and uses its own.
+    """
+    node_ids = list(dict.fromkeys(node_id for node_id, _, _ in described))
+    node_gpus: Dict[str, List[str]] = {node_id: [] for node_id in node_ids}
+    for node_id, _, gpus in described:
+        node_gpus[node_id].extend(gpu for gpu in gpus if gpu not in node_gpus[node_id])
+    main_address = described[0][1]
+    placements, envs = [], []
+    for rank, (node_id, _, gpus) in enumerate(described):
+        on_node = [other_rank for other_rank, (other, _, _) in enumerate(described) if other == node_id]
+        placement = WorkerPlacement(
+            global_rank=rank, world_size=len(described), local_rank=on_node.index(rank),
+            local_world_size=len(on_node), node_rank=node_ids.index(node_id),
+            num_nodes=len(node_ids),
+            gpu_index=node_gpus[node_id].index(gpus[0]) if gpus else None)
+        env = {
+            "MASTER_ADDR": main_address, "MASTER_PORT": str(main_port),
+            "WORLD_SIZE": str(placement.world_size), "RANK": str(rank),
+            "LOCAL_RANK": str(placement.local_rank), "NODE_RANK": str(placement.node_rank),
+            "LOCAL_WORLD_SIZE": str(placement.local_world_size),
+        }
+        if gpus:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(node_gpus[node_id])
+        placements.append(placement)
+        envs.append(env)
+    return placements, envs
+
+
 class RayLauncher:
     """Runs a trainer function on ``strategy.num_workers`` Ray actors.
 
@@ -254,33 +288,10 @@ class RayLauncher:
         return _TrainingWorker.options(**options).remote()
 
     def _rendezvous(self, workers: List[Any]) -> Tuple[List[WorkerPlacement], List[Dict[str, str]]]:
-        """Ranks in bundle order; nodes numbered by their first rank; rank 0's node hosts the store."""
+        """Ranks in bundle order; rank 0's node hosts the process group's store."""
         described = ray.get([worker.describe.remote() for worker in workers])
-        node_ids = list(dict.fromkeys(node_id for node_id, _, _ in described))
-        node_gpus: Dict[str, List[str]] = {node_id: [] for node_id in node_ids}
-        for node_id, _, gpus in described:
-            node_gpus[node_id].extend(gpu for gpu in gpus if gpu not in node_gpus[node_id])
-        main_address = described[0][1]
         main_port = ray.get(workers[0].free_port.remote())
-        placements, envs = [], []
-        for rank, (node_id, _, gpus) in enumerate(described):
-            on_node = [r for r, (other, _, _) in enumerate(described) if other == node_id]
-            placement = WorkerPlacement(
-                global_rank=rank, world_size=len(workers), local_rank=on_node.index(rank),
-                local_world_size=len(on_node), node_rank=node_ids.index(node_id),
-                num_nodes=len(node_ids),
-                gpu_index=node_gpus[node_id].index(gpus[0]) if gpus else None)
-            env = {
-                "MASTER_ADDR": main_address, "MASTER_PORT": str(main_port),
-                "WORLD_SIZE": str(placement.world_size), "RANK": str(rank),
-                "LOCAL_RANK": str(placement.local_rank), "NODE_RANK": str(placement.node_rank),
-                "LOCAL_WORLD_SIZE": str(placement.local_world_size),
-            }
-            if gpus:  # all of the node's GPUs visible, so NCCL can see its peers
-                env["CUDA_VISIBLE_DEVICES"] = ",".join(node_gpus[node_id])
-            placements.append(placement)
-            envs.append(env)
-        return placements, envs
+        return assign_ranks(described, main_port)
 
     # --- running ---------------------------------------------------------------------------
     def _wait_for_workers(self, running: Dict[ray.ObjectRef, int],

@@ -1,0 +1,25 @@
+"""Rank, local rank and node rank for workers spread over nodes (no Ray needed)."""
+
+from lightning_tune.launchers.ray import assign_ranks
+
+
+def test_uneven_interleaved_nodes():
+    described = [("nodeA", "10.0.0.1", []), ("nodeB", "10.0.0.2", []),
+                 ("nodeA", "10.0.0.1", []), ("nodeA", "10.0.0.1", [])]
+    placements, envs = assign_ranks(described, main_port=29500)
+    assert [p.global_rank for p in placements] == [0, 1, 2, 3]
+    assert [p.node_rank for p in placements] == [0, 1, 0, 0]
+    assert [p.local_rank for p in placements] == [0, 0, 1, 2]
+    assert [p.local_world_size for p in placements] == [3, 1, 3, 3]
+    assert {p.world_size for p in placements} == {4} and {p.num_nodes for p in placements} == {2}
+    assert {env["MASTER_ADDR"] for env in envs} == {"10.0.0.1"}  # rank 0's node
+    assert [env["RANK"] for env in envs] == ["0", "1", "2", "3"]
+    assert envs[1]["NODE_RANK"] == "1" and envs[3]["LOCAL_RANK"] == "2"
+    assert all("CUDA_VISIBLE_DEVICES" not in env for env in envs)
+
+
+def test_gpus_one_each_and_shared():
+    described = [("n", "ip", ["3"]), ("n", "ip", ["1"]), ("m", "ip2", ["0"]), ("m", "ip2", ["0"])]
+    placements, envs = assign_ranks(described, main_port=1)
+    assert [env["CUDA_VISIBLE_DEVICES"] for env in envs] == ["3,1", "3,1", "0", "0"]
+    assert [p.gpu_index for p in placements] == [0, 1, 0, 0]
