@@ -8,7 +8,7 @@ from lightning_tune.api import tune_lightning
 from lightning_tune.callbacks import TuneReportCallback, TuneReportCheckpointCallback
 from lightning_tune.resources import get_tune_resources
 from lightning_tune.results import TuneLightningResult
-from lightning_tune.strategies import RayDDPStrategy
+from lightning_tune.strategies import RayDDPStrategy, RayHorovodStrategy
 from lightning_tune.trainable import lightning_trainable
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "lightning_trainable",
     "tune_lightning",
     "RayDDPStrategy",
+    "RayHorovodStrategy",
     "TuneReportCallback",
     "TuneReportCheckpointCallback",
     "get_tune_resources",

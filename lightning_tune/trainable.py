@@ -14,9 +14,10 @@ from lightning_tune._lightning import tree_module, tree_of
 from lightning_tune._routing import ConfigRouting
 from lightning_tune.callbacks import TuneReportCheckpointCallback, _TuneReportBase
 from lightning_tune.resources import check_worker_shape, get_tune_resources
-from lightning_tune.strategies import RayDDPStrategy
+from lightning_tune.strategies.horovod import import_horovod
+from lightning_tune.strategies import RayDDPStrategy, RayHorovodStrategy
 
-STRATEGIES = (None, "ddp")
+STRATEGIES = (None, "ddp", "horovod")
 # Trainer arguments this factory sets from its own parameters.
 _RESERVED_TRAINER_KWARGS = {"max_epochs": "max_epochs", "strategy": "strategy",
                             "callbacks": "callbacks", "num_nodes": "num_workers",
@@ -80,8 +81,8 @@ def lightning_trainable(model_cls: type, *, datamodule: Any = None, metric: str 
     """A Tune function trainable, resources attached, that trains ``model_cls`` on a config.
 
     Each trial builds the model (and the datamodule, if a class) from its config, trains it
-    with a fresh Trainer (``strategy="ddp"``: ``num_workers`` Ray actors in the trial's own
-    bundles) and reports every validation epoch with a checkpoint. A restarted trial resumes
+    with a fresh Trainer (``strategy="ddp"`` or ``"horovod"``: ``num_workers`` Ray actors in
+    the trial's own bundles) and reports every validation epoch with a checkpoint. A restarted trial resumes
     from its last checkpoint with its epoch count intact.
     """
     tree = check_model_class(model_cls)
@@ -89,6 +90,8 @@ def lightning_trainable(model_cls: type, *, datamodule: Any = None, metric: str 
     check_search_settings(metric, mode, max_epochs)
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}.")
+    if strategy == "horovod":
+        import_horovod()  # a missing Horovod is reported here, before Ray starts
     check_worker_shape(num_workers, cpus_per_worker, gpus_per_worker)
     trainer_kwargs = dict(trainer_kwargs or {})
     for key, instead in _RESERVED_TRAINER_KWARGS.items():
@@ -123,7 +126,8 @@ class _TrialSettings:
         if self.strategy is None:
             return "auto"
         gpus = self.gpus_per_worker
-        return RayDDPStrategy.for_tree(self.tree)(
+        strategy_cls = RayDDPStrategy if self.strategy == "ddp" else RayHorovodStrategy
+        return strategy_cls.for_tree(self.tree)(
             num_workers=self.num_workers, cpus_per_worker=self.cpus_per_worker,
             use_gpu=bool(gpus), resources_per_worker={"GPU": gpus} if gpus else None)
 

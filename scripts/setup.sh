@@ -12,5 +12,7 @@ fi
 # torch first and pinned: the local CPU build. A looser spec lets pip pick a newer CUDA build.
 .venv/bin/python -m pip install --quiet "torch==2.13.0"
 .venv/bin/python -m pip install --quiet -e ".[dev]"
-.venv/bin/python -c "import lightning_tune, ray, lightning, pytorch_lightning, torch; \
+# Horovod: built from source for this torch (patched, cached outside the repository)
+bash scripts/build_horovod.sh
+.venv/bin/python -c "import lightning_tune, ray, lightning, pytorch_lightning, torch, horovod.torch; \
 print(f'lightning-tune {lightning_tune.__version__}: ray {ray.__version__}, lightning {lightning.__version__}, torch {torch.__version__}')"

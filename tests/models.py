@@ -85,3 +85,27 @@ class WrongMetricClassifier(DigitsClassifier):
     def validation_step(self, batch, batch_idx):
         loss, accuracy = self._loss_and_accuracy(batch)
         self.log_dict({"valid_loss": loss, "valid_acc": accuracy})
+
+
+class TwoOptimizerClassifier(DigitsClassifier):
+    """Manual optimization with one optimizer per layer (Lightning 2.x's way to use several)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.automatic_optimization = False
+
+    def training_step(self, batch, batch_idx):
+        first, second = self.optimizers()
+        loss, _ = self._loss_and_accuracy(batch)
+        first.zero_grad()
+        second.zero_grad()
+        self.manual_backward(loss)
+        first.step()
+        second.step()
+        self.log("train_loss", loss, on_epoch=True, on_step=False, sync_dist=True)
+
+    def configure_optimizers(self):
+        import torch
+
+        return (torch.optim.Adam(self.net[0].parameters(), lr=self.hparams.lr),
+                torch.optim.SGD(self.net[3].parameters(), lr=self.hparams.lr * 10))

@@ -1,11 +1,11 @@
 """Rank, local rank and node rank for workers spread over nodes (no Ray needed)."""
 
-from lightning_tune.launchers.ray import assign_ranks
+from lightning_tune.launchers.ray import WorkerHost, assign_ranks
 
 
 def test_uneven_interleaved_nodes():
-    described = [("nodeA", "10.0.0.1", []), ("nodeB", "10.0.0.2", []),
-                 ("nodeA", "10.0.0.1", []), ("nodeA", "10.0.0.1", [])]
+    described = [WorkerHost("nodeA", "10.0.0.1", [], "eth0"), WorkerHost("nodeB", "10.0.0.2", [], "eth0"),
+                 WorkerHost("nodeA", "10.0.0.1", [], "eth0"), WorkerHost("nodeA", "10.0.0.1", [], "eth0")]
     placements, envs = assign_ranks(described, main_port=29500)
     assert [p.global_rank for p in placements] == [0, 1, 2, 3]
     assert [p.node_rank for p in placements] == [0, 1, 0, 0]
@@ -19,7 +19,8 @@ def test_uneven_interleaved_nodes():
 
 
 def test_gpus_one_each_and_shared():
-    described = [("n", "ip", ["3"]), ("n", "ip", ["1"]), ("m", "ip2", ["0"]), ("m", "ip2", ["0"])]
+    described = [WorkerHost("n", "ip", ["3"], "lo"), WorkerHost("n", "ip", ["1"], "lo"),
+                 WorkerHost("m", "ip2", ["0"], "lo"), WorkerHost("m", "ip2", ["0"], "lo")]
     placements, envs = assign_ranks(described, main_port=1)
     assert [env["CUDA_VISIBLE_DEVICES"] for env in envs] == ["3,1", "3,1", "0", "0"]
     assert [p.gpu_index for p in placements] == [0, 1, 0, 0]

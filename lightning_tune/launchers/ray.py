@@ -44,6 +44,24 @@ class WorkerPlacement:
     gpu_index: Optional[int] = None  # index into the node's CUDA_VISIBLE_DEVICES
 
 
+class WorkerHost(NamedTuple):
+    """What a worker reports about the machine it runs on."""
+
+    node_id: str
+    ip: str
+    gpu_ids: List[str]
+    interface: str  # the network interface that carries ``ip`` (Horovod's gloo needs it)
+
+
+def _interface_of(ip: str) -> str:
+    import psutil
+
+    for name, addresses in psutil.net_if_addrs().items():
+        if any(address.address == ip for address in addresses):
+            return name
+    return "lo"
+
+
 class _WorkerOutput(NamedTuple):
     weights: Optional[Dict[str, torch.Tensor]]
     trainer_state: Any
@@ -63,10 +81,10 @@ def _to_cpu(data: Any) -> Any:
 class _TrainingWorker:
     """One rank: receives the pickled trainer function, runs it, returns rank 0's results."""
 
-    def describe(self) -> Tuple[str, str, List[str]]:
-        context = ray.get_runtime_context()
-        return context.get_node_id(), ray.util.get_node_ip_address(), [
-            str(gpu) for gpu in ray.get_gpu_ids()]
+    def describe(self) -> WorkerHost:
+        ip = ray.util.get_node_ip_address()
+        return WorkerHost(ray.get_runtime_context().get_node_id(), ip,
+                          [str(gpu) for gpu in ray.get_gpu_ids()], _interface_of(ip))
 
     def free_port(self) -> int:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -171,22 +189,23 @@ def _find_unpicklable(obj: Any, path: str, depth: int = 0) -> Optional[str]:
     return None
 
 
-def assign_ranks(described: List[Tuple[str, str, List[str]]],
+def assign_ranks(described: List[WorkerHost],
                  main_port: int) -> Tuple[List[WorkerPlacement], List[Dict[str, str]]]:
-    """Placements and environment variables for workers described as (node id, ip, GPU ids).
+    """Placements and environment variables for the workers, in bundle order.
 
     Global rank is the worker's position; nodes are numbered in order of their first rank and
     local ranks count within a node, so uneven or interleaved layouts are ranked correctly.
     A worker sees all of its node's GPUs (NCCL wants its peers visible) and uses its own.
     """
-    node_ids = list(dict.fromkeys(node_id for node_id, _, _ in described))
+    node_ids = list(dict.fromkeys(host.node_id for host in described))
     node_gpus: Dict[str, List[str]] = {node_id: [] for node_id in node_ids}
-    for node_id, _, gpus in described:
-        node_gpus[node_id].extend(gpu for gpu in gpus if gpu not in node_gpus[node_id])
-    main_address = described[0][1]
+    for host in described:
+        node_gpus[host.node_id].extend(gpu for gpu in host.gpu_ids if gpu not in node_gpus[host.node_id])
+    main_address = described[0].ip
     placements, envs = [], []
-    for rank, (node_id, _, gpus) in enumerate(described):
-        on_node = [other_rank for other_rank, (other, _, _) in enumerate(described) if other == node_id]
+    for rank, host in enumerate(described):
+        node_id, gpus = host.node_id, host.gpu_ids
+        on_node = [other_rank for other_rank, other in enumerate(described) if other.node_id == node_id]
         placement = WorkerPlacement(
             global_rank=rank, world_size=len(described), local_rank=on_node.index(rank),
             local_world_size=len(on_node), node_rank=node_ids.index(node_id),
@@ -208,8 +227,9 @@ def assign_ranks(described: List[Tuple[str, str, List[str]]],
 class RayLauncher:
     """Runs a trainer function on ``strategy.num_workers`` Ray actors.
 
-    The strategy supplies the worker shape (``worker_bundle``), its ``init_hook`` and
-    ``_enter_worker(placement)``, which sets up its backend in each worker.
+    The strategy supplies the worker shape (``worker_bundle``), its ``init_hook``, the
+    backend's driver side (``_start_backend`` returns extra environment variables per rank,
+    ``_stop_backend`` releases it) and ``_enter_worker(placement)``, run in each worker.
     """
 
     def __init__(self, strategy: Any) -> None:
@@ -229,7 +249,10 @@ class RayLauncher:
         bridge = session.Bridge() if session.in_tune_trial() else None
         try:
             self._workers = [self._start_worker(group, index) for index in bundle_indices]
-            placements, envs = self._rendezvous(self._workers)
+            hosts = ray.get([worker.describe.remote() for worker in self._workers])
+            placements, envs = assign_ranks(hosts, ray.get(self._workers[0].free_port.remote()))
+            for env, backend_env in zip(envs, strategy._start_backend(placements, hosts)):
+                env.update(backend_env)
             payload_ref = ray.put(payload)
             queue = bridge.queue if bridge else None
             running = {
@@ -238,6 +261,7 @@ class RayLauncher:
             }
             output = self._wait_for_workers(running, bridge)
         finally:
+            strategy._stop_backend()
             self._teardown(bridge, group if owned else None)
         if trainer is not None:
             _recover_results_in_driver(trainer, output)
@@ -286,12 +310,6 @@ class RayLauncher:
                 placement_group=group, placement_group_bundle_index=bundle_index),
         )
         return _TrainingWorker.options(**options).remote()
-
-    def _rendezvous(self, workers: List[Any]) -> Tuple[List[WorkerPlacement], List[Dict[str, str]]]:
-        """Ranks in bundle order; rank 0's node hosts the process group's store."""
-        described = ray.get([worker.describe.remote() for worker in workers])
-        main_port = ray.get(workers[0].free_port.remote())
-        return assign_ranks(described, main_port)
 
     # --- running ---------------------------------------------------------------------------
     def _wait_for_workers(self, running: Dict[ray.ObjectRef, int],

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional
 
 import torch
 
@@ -41,6 +41,13 @@ class RayWorkerStrategyMixin:
 
     def _configure_launcher(self) -> None:
         self._launcher = RayLauncher(self)
+
+    def _start_backend(self, placements: List[WorkerPlacement], hosts: List[Any]) -> List[Dict[str, str]]:
+        """Driver side of the backend, before workers train: extra environment per rank."""
+        return [{} for _ in placements]
+
+    def _stop_backend(self) -> None:
+        """Release what ``_start_backend`` started; called even when training failed."""
 
     def _enter_worker(self, placement: WorkerPlacement) -> None:
         """Runs in the actor, after unpickling: fresh environment, ranks and device."""
