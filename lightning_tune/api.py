@@ -17,6 +17,7 @@ from lightning_tune.errors import AllTrialsFailedError
 from lightning_tune.resources import check_cluster_can_hold
 from lightning_tune.results import TuneLightningResult
 from lightning_tune.searchers import make_scheduler, make_search_alg
+from lightning_tune.spaces import SearchSpace, load_space
 from lightning_tune.trainable import lightning_trainable
 
 log = logging.getLogger(__name__)
@@ -38,9 +39,28 @@ def ensure_ray() -> None:
         ray.init(include_dashboard=False)
 
 
+def _readable(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
+
+
+class TrialNamer:
+    """Names a trial ``<trial id>_lr=0.0013,hidden_size=64``: its searched values, readable."""
+
+    def __init__(self, searched: Sequence[str]) -> None:
+        self.searched = list(searched)
+
+    def __call__(self, trial: Any) -> str:
+        # values Tune resolves later (tune.sample_from) are still placeholders here: left out
+        values = ",".join(f"{name}={_readable(trial.config[name])}" for name in self.searched
+                          if isinstance(trial.config.get(name), (int, float, str, bool)))
+        return f"{trial.trial_id}_{values}"[:120] if values else trial.trial_id
+
+
 def tune_lightning(
     model_cls: type,
-    space: Dict[str, Any],
+    space: Union[Dict[str, Any], str, SearchSpace],
     *,
     datamodule: Any = None,
     metric: str = "val_loss",
@@ -64,25 +84,29 @@ def tune_lightning(
 ) -> TuneLightningResult:
     """Search ``space`` for the best hyperparameters of ``model_cls`` with Ray Tune.
 
-    Every argument is checked before Ray starts. ``space`` maps names to Tune domains
-    (``tune.loguniform(...)``, ``tune.choice([...])``, ``tune.grid_search([...])``) or constants;
-    each name must be a parameter of ``model_cls`` or of the datamodule class. With
+    Every argument is checked before Ray starts. ``space`` is a dict of Tune domains
+    (``tune.loguniform(...)``, ``tune.choice([...])``, ``tune.grid_search([...])``) and
+    constants, a spec dict (see :mod:`lightning_tune.spaces`), a YAML file or the name of a
+    curated space in ``search_spaces``; each name must be a parameter of ``model_cls`` or of
+    the datamodule class. ``search_alg``: "random", "grid", "optuna", "hyperopt" or a Tune
+    Searcher; ``scheduler``: "fifo", "asha", "hyperband", "median", "pbt" or a TrialScheduler. With
     ``strategy="ddp"`` every trial trains on ``num_workers`` Ray actors of its own.
     """
     trainable = lightning_trainable(
         model_cls, datamodule=datamodule, metric=metric, mode=mode, max_epochs=max_epochs,
         strategy=strategy, num_workers=num_workers, cpus_per_worker=cpus_per_worker,
         gpus_per_worker=gpus_per_worker, trainer_kwargs=trainer_kwargs, callbacks=callbacks)
-    if not isinstance(space, dict):
-        raise TypeError(f"space must be a dict of parameter names to Tune domains or values, "
-                        f"got {type(space).__name__}.")
-    trainable.routing.check_keys(space)
+    search_space = load_space(space)
+    trainable.routing.check_keys(search_space.names())
     _check_positive_int("num_samples", num_samples)
     _check_positive_int("max_failures", max_failures, minimum=-1)
     if max_concurrent_trials is not None:
         _check_positive_int("max_concurrent_trials", max_concurrent_trials)
-    search = make_search_alg(search_alg, space, seed)
-    trial_scheduler = make_scheduler(scheduler, max_epochs)
+    search, param_space = make_search_alg(search_alg, search_space, metric, mode, seed)
+    trial_scheduler = make_scheduler(scheduler, max_epochs, search_space, search_alg)
+
+    searched = search_space.sampled_parameters() + search_space.grid_parameters()
+    namer = TrialNamer(searched)
 
     ensure_ray()
     check_cluster_can_hold(trainable._resources.bundles,
@@ -90,10 +114,11 @@ def tune_lightning(
                            what=f"Each trial (strategy={strategy!r}, num_workers={num_workers})")
     tuner = tune.Tuner(
         trainable,
-        param_space=space,
+        param_space=param_space,
         tune_config=TuneConfig(metric=metric, mode=mode, search_alg=search,
                                scheduler=trial_scheduler, num_samples=num_samples,
-                               max_concurrent_trials=max_concurrent_trials),
+                               max_concurrent_trials=max_concurrent_trials,
+                               trial_name_creator=namer, trial_dirname_creator=namer),
         run_config=RunConfig(
             name=name or f"{model_cls.__name__}_{time.strftime('%Y-%m-%d_%H-%M-%S')}",
             storage_path=storage_path, verbose=verbose,
@@ -102,11 +127,11 @@ def tune_lightning(
                                                checkpoint_score_order=mode)),
     )
     result_grid = tuner.fit()
-    return _result_or_error(result_grid, trainable.routing, metric, mode)
+    return _result_or_error(result_grid, trainable.routing, metric, mode, searched=searched)
 
 
 def _result_or_error(result_grid: tune.ResultGrid, routing: Any, metric: str,
-                     mode: str) -> TuneLightningResult:
+                     mode: str, searched: Sequence[str] = ()) -> TuneLightningResult:
     errors = result_grid.errors
     if errors and len(errors) == len(result_grid):
         raise AllTrialsFailedError(
@@ -114,4 +139,4 @@ def _result_or_error(result_grid: tune.ResultGrid, routing: Any, metric: str,
     if errors:
         log.warning("%d of %d trials failed; the best result comes from the others. First "
                     "error: %s", len(errors), len(result_grid), errors[0])
-    return TuneLightningResult(result_grid, routing, metric, mode)
+    return TuneLightningResult(result_grid, routing, metric, mode, searched=searched)

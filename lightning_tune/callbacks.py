@@ -123,3 +123,41 @@ class TuneReportCheckpointCallback(_TuneReportBase):
             session.report(metrics, checkpoint_dir=directory)
         finally:
             shutil.rmtree(directory, ignore_errors=True)
+
+
+class TrialHyperparameters(PerTree):
+    """Applies a trial's current config to optimizers restored from an older config.
+
+    PBT restarts a trial from a donor's checkpoint with mutated hyperparameters; Lightning's
+    restore would put the donor's optimizer hyperparameters (its lr, momentum ...) back. This
+    callback stores the config in the checkpoint and, when the restored one differs, copies
+    the hyperparameters of freshly configured optimizers over the restored ones (keeping
+    their state, such as Adam's moments). A plain restart with the same config is untouched.
+    """
+
+    _tree_base = "callbacks.Callback"
+
+    def __init__(self, config: Dict[str, Any]) -> None:
+        super().__init__()
+        self._config = dict(config)
+        self._restored_config: Optional[Dict[str, Any]] = None
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"config": self._config}
+
+    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
+        self._restored_config = state_dict.get("config")
+
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        if self._restored_config is None or self._restored_config == self._config:
+            return
+        from lightning_tune._lightning import tree_module
+
+        init = tree_module(self.lightning_tree, "core.optimizer")._init_optimizers_and_lr_schedulers
+        fresh_optimizers, fresh_schedulers = init(pl_module)
+        for restored, fresh in zip(trainer.optimizers, fresh_optimizers):
+            for group, fresh_group in zip(restored.param_groups, fresh.param_groups):
+                group.update({key: value for key, value in fresh_group.items() if key != "params"})
+        for restored, fresh in zip(trainer.lr_scheduler_configs, fresh_schedulers):
+            if hasattr(restored.scheduler, "base_lrs") and hasattr(fresh.scheduler, "base_lrs"):
+                restored.scheduler.base_lrs = list(fresh.scheduler.base_lrs)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Sequence
 
 import pandas as pd
 import torch
@@ -21,8 +21,9 @@ class TuneLightningResult:
     """
 
     def __init__(self, result_grid: ResultGrid, routing: ConfigRouting, metric: str, mode: str,
-                 checkpoint_filename: str = "checkpoint") -> None:
+                 checkpoint_filename: str = "checkpoint", searched: Sequence[str] = ()) -> None:
         self.result_grid = result_grid
+        self._searched = list(searched)
         self.metric, self.mode = metric, mode
         self._routing = routing
         self._filename = checkpoint_filename
@@ -50,8 +51,16 @@ class TuneLightningResult:
 
     @property
     def dataframe(self) -> pd.DataFrame:
-        """One row per trial: its last reported result and its config."""
-        return self.result_grid.get_dataframe()
+        """One row per trial: its id, searched values (plain names), status, metrics."""
+        frame = self.result_grid.get_dataframe()
+        frame = frame.rename(columns={f"config/{name}": name for name in self._searched})
+        statuses = {(result.metrics or {}).get("trial_id"): "ERROR" if result.error else "TERMINATED"
+                    for result in self.result_grid}
+        if "trial_id" in frame:
+            frame.insert(1, "status", [statuses.get(trial_id, "") for trial_id in frame["trial_id"]])
+        leading = [c for c in ["trial_id", "status", *self._searched, self.metric,
+                               "training_iteration"] if c in frame]
+        return frame[leading + [c for c in frame.columns if c not in leading]]
 
     def load_best_model(self) -> Any:
         """The model class built from the best config, with the best checkpoint's weights."""

@@ -1,47 +1,167 @@
-"""Search algorithms and trial schedulers, chosen by name or passed in as Tune objects."""
+"""Search algorithms and trial schedulers, chosen by name or passed in as Tune objects.
+
+Names map onto Tune's own implementations: "random" and "grid" (BasicVariantGenerator),
+"optuna" (OptunaSearch with TPE), "hyperopt" (HyperOptSearch); "fifo", "asha", "hyperband",
+"median" and "pbt". What a searcher cannot express in the space is refused here, before Ray
+starts, naming the parameter and what would work instead.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
+from ray.tune.schedulers import (ASHAScheduler, FIFOScheduler, HyperBandScheduler,
+                                 MedianStoppingRule, PopulationBasedTraining, TrialScheduler)
 from ray.tune.search import BasicVariantGenerator, SearchAlgorithm, Searcher
 from ray.tune.search.sample import Domain
 
-SEARCH_ALGS = ("random", "grid")
-SCHEDULERS = ("fifo", "asha")
+from lightning_tune.spaces import Parameter, SearchSpace
+
+SEARCH_ALGS = ("random", "grid", "optuna", "hyperopt")
+# Random configs Optuna's TPE and HyperOpt draw before modelling: their defaults (10, 20)
+# would leave a 16-trial search almost all random.
+STARTUP_TRIALS = 5
+SCHEDULERS = ("fifo", "asha", "hyperband", "median", "pbt")
 
 
-def _is_grid(value: Any) -> bool:
-    return isinstance(value, dict) and set(value) == {"grid_search"}
+def check_space_for_searcher(space: SearchSpace, search_alg: Any) -> None:
+    """Refuse what ``search_alg`` cannot express, naming the parameter and an alternative."""
+    if not isinstance(search_alg, str):
+        return
+    grids, sampled = space.grid_parameters(), space.sampled_parameters()
+    if search_alg == "grid" and sampled:
+        raise ValueError(
+            f"search_alg='grid' tries every combination of grid values, but {sampled} are "
+            "sampled distributions. Give them 'grid' values (or tune.grid_search), or use "
+            "search_alg='random'.")
+    if search_alg in ("optuna", "hyperopt") and grids:
+        raise ValueError(
+            f"Parameters {grids} are grids, which search_alg={search_alg!r} cannot express (it "
+            "samples). Make them 'choice', or use search_alg='grid' or 'random'.")
+    if search_alg == "hyperopt" and space.conditional:
+        raise ValueError(
+            f"Parameters {space.conditional} are conditional ('when'), which "
+            "search_alg='hyperopt' cannot express from a flat space. Use search_alg='optuna' "
+            "(which samples them only when their condition holds) or 'random'.")
+    if search_alg == "optuna":
+        quantised_log = [name for name, p in space.parameters.items()
+                         if p.distribution == "qloguniform"]
+        if quantised_log:
+            raise ValueError(
+                f"Parameters {quantised_log} are qloguniform, which search_alg='optuna' cannot "
+                "express (Optuna's log scale takes no step). Use loguniform or quniform, or "
+                "search_alg='hyperopt' or 'random'.")
+        if space.conditional and any(isinstance(e, Domain) for e in space.entries.values()):
+            raise ValueError(
+                "With conditional parameters, search_alg='optuna' needs every searched "
+                "parameter as a spec dict ({'distribution': ...}), not a Tune domain.")
 
 
-def make_search_alg(search_alg: Union[str, Searcher, SearchAlgorithm], space: Dict[str, Any],
-                    seed: Optional[int] = None) -> SearchAlgorithm:
-    """A Tune search algorithm for ``search_alg``; ``seed`` makes sampled configs repeatable."""
+def make_search_alg(search_alg: Union[str, Searcher, SearchAlgorithm], space: SearchSpace,
+                    metric: str, mode: str, seed: Optional[int] = None
+                    ) -> Tuple[Union[Searcher, SearchAlgorithm], Dict[str, Any]]:
+    """The search algorithm and the ``param_space`` to give Tune with it.
+
+    ``seed`` makes the sequence of configs repeatable for every named searcher.
+    """
     if isinstance(search_alg, (Searcher, SearchAlgorithm)):
-        return search_alg
+        return search_alg, space.to_tune(seed)
     if search_alg not in SEARCH_ALGS:
         raise ValueError(f"search_alg must be one of {SEARCH_ALGS} or a ray.tune.search.Searcher "
                          f"instance, got {search_alg!r}.")
-    if search_alg == "grid":
-        sampled = [name for name, value in space.items() if isinstance(value, Domain)]
-        if sampled:
-            raise ValueError(
-                f"search_alg='grid' tries every combination of tune.grid_search([...]) values, "
-                f"but {sampled} are sampled distributions. Make them tune.grid_search lists, "
-                "or use search_alg='random'.")
-    return BasicVariantGenerator(random_state=seed)
+    check_space_for_searcher(space, search_alg)
+    if search_alg in ("random", "grid"):
+        return BasicVariantGenerator(random_state=seed), space.to_tune(seed)
+    if search_alg == "hyperopt":
+        from ray.tune.search.hyperopt import HyperOptSearch
+
+        return (HyperOptSearch(random_state_seed=seed, n_initial_points=STARTUP_TRIALS),
+                space.to_tune(seed))
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=STARTUP_TRIALS)
+    if not space.conditional:
+        return OptunaSearch(sampler=sampler), space.to_tune(seed)
+    constants = {name: entry for name, entry in space.entries.items()
+                 if not isinstance(entry, Parameter)}
+    return (OptunaSearch(space=_DefineByRun(space), metric=metric, mode=mode, sampler=sampler),
+            constants)
 
 
-def make_scheduler(scheduler: Union[str, TrialScheduler], max_epochs: int) -> TrialScheduler:
-    """A Tune trial scheduler; ASHA stops trials on ``training_iteration`` (one per epoch)."""
+class _DefineByRun:
+    """An Optuna define-by-run space: conditional parameters are suggested only when due.
+
+    A class, not a closure: OptunaSearch pickles it with its state.
+    """
+
+    def __init__(self, space: SearchSpace) -> None:
+        self.parameters = space.parameters
+        self.constants = {name: entry for name, entry in space.entries.items()
+                          if name not in self.parameters}
+
+    def __call__(self, trial: Any) -> Dict[str, Any]:
+        inactive: Dict[str, Any] = {}
+        for name, parameter in self.parameters.items():
+            known = {**self.constants, **trial.params}
+            if any(known.get(other) != wanted for other, wanted in parameter.when.items()):
+                inactive[name] = None
+                continue
+            kind = parameter.distribution
+            if kind == "choice":
+                trial.suggest_categorical(name, parameter.values)
+            elif kind == "randint":
+                trial.suggest_int(name, int(parameter.low), int(parameter.high) - 1)
+            else:
+                trial.suggest_float(name, parameter.low, parameter.high,
+                                    log=kind == "loguniform",
+                                    step=parameter.q if kind == "quniform" else None)
+        return inactive
+
+
+def make_scheduler(scheduler: Union[str, TrialScheduler], max_epochs: int,
+                   space: Optional[SearchSpace] = None,
+                   search_alg: Any = "random") -> TrialScheduler:
+    """A Tune trial scheduler; every one counts time in ``training_iteration`` (epochs).
+
+    "pbt" mutates the space's sampled parameters (not grids, not conditional ones) every
+    quarter of ``max_epochs``; a mutated trial continues from its donor's checkpoint.
+    """
     if isinstance(scheduler, TrialScheduler):
         return scheduler
+    if scheduler not in SCHEDULERS:
+        raise ValueError(f"scheduler must be one of {SCHEDULERS} or a ray.tune.schedulers."
+                         f"TrialScheduler instance, got {scheduler!r}.")
     if scheduler == "fifo":
         return FIFOScheduler()
     if scheduler == "asha":
         return ASHAScheduler(time_attr="training_iteration", max_t=max_epochs, grace_period=1,
                              reduction_factor=2)
-    raise ValueError(f"scheduler must be one of {SCHEDULERS} or a ray.tune.schedulers."
-                     f"TrialScheduler instance, got {scheduler!r}.")
+    if scheduler == "hyperband":
+        return HyperBandScheduler(time_attr="training_iteration", max_t=max_epochs,
+                                  reduction_factor=2)
+    if scheduler == "median":
+        return MedianStoppingRule(time_attr="training_iteration", grace_period=1,
+                                  min_samples_required=2)
+    if search_alg not in ("random", None):
+        raise ValueError("scheduler='pbt' explores by mutating running trials, so it needs "
+                         f"search_alg='random', not {search_alg!r}.")
+    mutations = pbt_mutations(space) if space is not None else {}
+    if not mutations:
+        raise ValueError("scheduler='pbt' needs at least one sampled parameter in the space "
+                         "to mutate (a distribution or choice, not a constant or grid).")
+    return PopulationBasedTraining(time_attr="training_iteration",
+                                   perturbation_interval=max(1, max_epochs // 4),
+                                   hyperparam_mutations=mutations, quantile_fraction=0.25,
+                                   synch=False)
+
+
+def pbt_mutations(space: SearchSpace) -> Dict[str, Any]:
+    """The parameters PBT may resample or perturb, as Tune domains."""
+    mutations: Dict[str, Any] = {}
+    for name, entry in space.entries.items():
+        if isinstance(entry, Parameter) and entry.distribution != "grid" and not entry.when:
+            mutations[name] = entry.domain()
+        elif isinstance(entry, Domain):
+            mutations[name] = entry
+    return mutations

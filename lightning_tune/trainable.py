@@ -12,7 +12,8 @@ from ray.tune import PlacementGroupFactory
 from lightning_tune import session
 from lightning_tune._lightning import tree_module, tree_of
 from lightning_tune._routing import ConfigRouting
-from lightning_tune.callbacks import TuneReportCheckpointCallback, _TuneReportBase
+from lightning_tune.callbacks import (TrialHyperparameters, TuneReportCheckpointCallback,
+                                     _TuneReportBase)
 from lightning_tune.resources import check_worker_shape, get_tune_resources
 from lightning_tune.strategies.horovod import import_horovod
 from lightning_tune.strategies import RayDDPStrategy, RayHorovodStrategy
@@ -142,6 +143,7 @@ class _TrialSettings:
         model, datamodule = self.routing.build(config)
         reporter = self._report_callback()
         callbacks = list(self.callbacks) + ([] if reporter in self.callbacks else [reporter])
+        callbacks.append(TrialHyperparameters.for_tree(self.tree)(config))
         kwargs: Dict[str, Any] = dict(
             max_epochs=self.max_epochs, strategy=self._make_strategy(), callbacks=callbacks,
             default_root_dir=tune.get_context().get_trial_dir(), enable_progress_bar=False,

@@ -54,15 +54,31 @@ class DigitsDataModule(pl.LightningDataModule):
         return self.test_dataloader()
 
 
+_OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+
+
 class DigitsClassifier(pl.LightningModule):
-    """64 -> hidden -> 10 MLP; logs ``val_loss`` and ``val_acc`` each validation epoch."""
+    """An MLP on the 64 pixels; logs ``val_loss`` and ``val_acc`` each validation epoch.
+
+    Every parameter is searchable, matching the curated spaces in ``search_spaces``:
+    ``optimizer`` ("adam", "adamw", "sgd"; ``momentum`` applies to SGD only, None elsewhere),
+    ``lr_schedule`` ("constant", "cosine" or "step" over ``max_epochs`` epochs).
+    """
 
     def __init__(self, hidden_size: int = 64, lr: float = 1e-3, dropout: float = 0.0,
-                 weight_decay: float = 0.0) -> None:
+                 weight_decay: float = 0.0, num_layers: int = 1, optimizer: str = "adam",
+                 momentum: Optional[float] = None, lr_schedule: str = "constant") -> None:
         super().__init__()
+        if optimizer not in _OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {sorted(_OPTIMIZERS)}, got {optimizer!r}.")
+        if lr_schedule not in ("constant", "cosine", "step"):
+            raise ValueError(f"lr_schedule must be constant, cosine or step, got {lr_schedule!r}.")
         self.save_hyperparameters()
-        self.net = nn.Sequential(nn.Linear(64, hidden_size), nn.ReLU(), nn.Dropout(dropout),
-                                 nn.Linear(hidden_size, 10))
+        layers, width = [], 64
+        for _ in range(num_layers):
+            layers += [nn.Linear(width, hidden_size), nn.ReLU(), nn.Dropout(dropout)]
+            width = hidden_size
+        self.net = nn.Sequential(*layers, nn.Linear(width, 10))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.net(features)
@@ -82,6 +98,8 @@ class DigitsClassifier(pl.LightningModule):
     def validation_step(self, batch, batch_idx):
         loss, accuracy = self._loss_and_accuracy(batch)
         self.log_dict({"val_loss": loss, "val_acc": accuracy}, sync_dist=True)
+        if self.trainer.optimizers:  # the lr this epoch trained with, after restores and PBT
+            self.log("lr_used", self.trainer.optimizers[0].param_groups[0]["lr"])
 
     def test_step(self, batch, batch_idx):
         loss, accuracy = self._loss_and_accuracy(batch)
@@ -91,8 +109,18 @@ class DigitsClassifier(pl.LightningModule):
         return self(batch[0]).argmax(dim=1)
 
     def configure_optimizers(self):
-        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr,
-                                weight_decay=self.hparams.weight_decay)
+        hparams = self.hparams
+        extra = {"momentum": hparams.momentum or 0.0} if hparams.optimizer == "sgd" else {}
+        optimizer = _OPTIMIZERS[hparams.optimizer](self.parameters(), lr=hparams.lr,
+                                                   weight_decay=hparams.weight_decay, **extra)
+        if hparams.lr_schedule == "constant":
+            return optimizer
+        epochs = max(1, self.trainer.max_epochs or 1)
+        if hparams.lr_schedule == "cosine":
+            schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+        else:
+            schedule = torch.optim.lr_scheduler.StepLR(optimizer, step_size=max(1, epochs // 3), gamma=0.3)
+        return {"optimizer": optimizer, "lr_scheduler": schedule}
 
 
 def digits_space() -> dict:
@@ -114,3 +142,19 @@ def held_out_accuracy(model: pl.LightningModule, datamodule: DigitsDataModule) -
             correct += (model(features).argmax(dim=1) == targets).sum().item()
             total += len(targets)
     return correct / total
+
+
+class DigitsCNN(DigitsClassifier):
+    """A small convnet on the 8x8 digit images (``channels`` and ``kernel_size`` searchable)."""
+
+    def __init__(self, channels: int = 16, kernel_size: int = 3, lr: float = 1e-3,
+                 dropout: float = 0.0, weight_decay: float = 0.0, optimizer: str = "adam",
+                 momentum: Optional[float] = None, lr_schedule: str = "constant") -> None:
+        super().__init__(lr=lr, dropout=dropout, weight_decay=weight_decay, optimizer=optimizer,
+                         momentum=momentum, lr_schedule=lr_schedule)
+        self.save_hyperparameters()
+        self.net = nn.Sequential(
+            nn.Unflatten(1, (1, 8, 8)),
+            nn.Conv2d(1, channels, kernel_size, padding=kernel_size // 2), nn.ReLU(),
+            nn.MaxPool2d(2), nn.Dropout(dropout), nn.Flatten(),
+            nn.Linear(channels * 16, 10))
