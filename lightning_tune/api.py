@@ -123,8 +123,10 @@ def tune_lightning(
             name=name or f"{model_cls.__name__}_{time.strftime('%Y-%m-%d_%H-%M-%S')}",
             storage_path=storage_path, verbose=verbose,
             failure_config=FailureConfig(max_failures=max_failures),
-            checkpoint_config=CheckpointConfig(num_to_keep=2, checkpoint_score_attribute=metric,
-                                               checkpoint_score_order=mode)),
+            # PBT exploits other trials' recent checkpoints, so it keeps a few more
+            checkpoint_config=CheckpointConfig(
+                num_to_keep=4 if scheduler == "pbt" else 2, checkpoint_score_attribute=metric,
+                checkpoint_score_order=mode)),
     )
     result_grid = tuner.fit()
     return _result_or_error(result_grid, trainable.routing, metric, mode, searched=searched)
