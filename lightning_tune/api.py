@@ -13,6 +13,7 @@ from ray.tune import CheckpointConfig, FailureConfig, RunConfig, TuneConfig
 from ray.tune.schedulers import TrialScheduler
 from ray.tune.search import SearchAlgorithm, Searcher
 
+from lightning_tune import _record
 from lightning_tune.errors import AllTrialsFailedError
 from lightning_tune.resources import check_cluster_can_hold
 from lightning_tune.results import TuneLightningResult
@@ -81,6 +82,7 @@ def tune_lightning(
     max_failures: int = 0,
     seed: Optional[int] = None,
     verbose: int = 1,
+    resume: bool = False,
 ) -> TuneLightningResult:
     """Search ``space`` for the best hyperparameters of ``model_cls`` with Ray Tune.
 
@@ -102,11 +104,28 @@ def tune_lightning(
     _check_positive_int("max_failures", max_failures, minimum=-1)
     if max_concurrent_trials is not None:
         _check_positive_int("max_concurrent_trials", max_concurrent_trials)
-    search, param_space = make_search_alg(search_alg, search_space, metric, mode, seed)
+    search, param_space = make_search_alg(search_alg, search_space, metric, mode, seed,
+                                          max_concurrent_trials)
     trial_scheduler = make_scheduler(scheduler, max_epochs, search_space, search_alg)
 
     searched = search_space.sampled_parameters() + search_space.grid_parameters()
     namer = TrialNamer(searched)
+    name = name or f"{model_cls.__name__}_{time.strftime('%Y-%m-%d_%H-%M-%S')}"
+    storage_path = os.path.abspath(os.path.expanduser(storage_path or "~/ray_results"))
+    experiment_path = os.path.join(storage_path, name)
+    if tune.Tuner.can_restore(experiment_path):
+        if resume:
+            return _resume_experiment(experiment_path)
+        raise FileExistsError(
+            f"An experiment named {name!r} already exists at {experiment_path}. Continue it with "
+            f"tune_lightning(..., resume=True) or lightning_tune.resume({experiment_path!r}), or "
+            "choose another name.")
+    _record.write_record(experiment_path, model_cls, datamodule, dict(
+        metric=metric, mode=mode, max_epochs=max_epochs, strategy=strategy,
+        num_workers=num_workers, cpus_per_worker=cpus_per_worker,
+        gpus_per_worker=gpus_per_worker, trainer_kwargs=trainer_kwargs or {},
+        callbacks=[_record.class_path(type(callback)) for callback in callbacks or []],
+        searched=searched))
 
     ensure_ray()
     check_cluster_can_hold(trainable._resources.bundles,
@@ -120,8 +139,7 @@ def tune_lightning(
                                max_concurrent_trials=max_concurrent_trials,
                                trial_name_creator=namer, trial_dirname_creator=namer),
         run_config=RunConfig(
-            name=name or f"{model_cls.__name__}_{time.strftime('%Y-%m-%d_%H-%M-%S')}",
-            storage_path=storage_path, verbose=verbose,
+            name=name, storage_path=storage_path, verbose=verbose,
             failure_config=FailureConfig(max_failures=max_failures),
             # PBT exploits other trials' recent checkpoints, so it keeps a few more
             checkpoint_config=CheckpointConfig(
@@ -130,6 +148,41 @@ def tune_lightning(
     )
     result_grid = tuner.fit()
     return _result_or_error(result_grid, trainable.routing, metric, mode, searched=searched)
+
+
+def resume(experiment_path: str, *, resume_errored: bool = False,
+           callbacks: Optional[Sequence[Any]] = None) -> TuneLightningResult:
+    """Continue an interrupted ``tune_lightning`` experiment from its directory alone.
+
+    Finished trials are not run again; trials that were running continue from their last
+    checkpoint (their epoch count goes on); errored trials are retried only with
+    ``resume_errored=True``. The model and datamodule classes are imported by the names the
+    directory recorded. ``callbacks`` must be given again if the search had any.
+    """
+    experiment_path = os.path.abspath(os.path.expanduser(experiment_path))
+    record = _record.read_record(experiment_path)
+    settings = record["settings"]
+    if settings["callbacks"] and not callbacks:
+        raise ValueError(f"This experiment was started with callbacks {settings['callbacks']}, "
+                         "which cannot be recorded as plain data: pass them again, "
+                         "resume(path, callbacks=[...]).")
+    trainable = lightning_trainable(
+        record["model_cls"], datamodule=record["datamodule"], metric=settings["metric"],
+        mode=settings["mode"], max_epochs=settings["max_epochs"], strategy=settings["strategy"],
+        num_workers=settings["num_workers"], cpus_per_worker=settings["cpus_per_worker"],
+        gpus_per_worker=settings["gpus_per_worker"], trainer_kwargs=settings["trainer_kwargs"],
+        callbacks=callbacks)
+    if not tune.Tuner.can_restore(experiment_path):
+        raise FileNotFoundError(f"{experiment_path} holds no Tune experiment state to resume "
+                                "(the search stopped before Tune saved any).")
+    ensure_ray()
+    tuner = tune.Tuner.restore(experiment_path, trainable, resume_unfinished=True,
+                               resume_errored=resume_errored, restart_errored=False)
+    return _result_or_error(tuner.fit(), trainable.routing, settings["metric"], settings["mode"],
+                            searched=settings["searched"])
+
+
+_resume_experiment = resume  # tune_lightning's own ``resume`` flag hides the function
 
 
 def _result_or_error(result_grid: tune.ResultGrid, routing: Any, metric: str,

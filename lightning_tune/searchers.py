@@ -58,11 +58,14 @@ def check_space_for_searcher(space: SearchSpace, search_alg: Any) -> None:
 
 
 def make_search_alg(search_alg: Union[str, Searcher, SearchAlgorithm], space: SearchSpace,
-                    metric: str, mode: str, seed: Optional[int] = None
+                    metric: str, mode: str, seed: Optional[int] = None,
+                    max_concurrent: Optional[int] = None
                     ) -> Tuple[Union[Searcher, SearchAlgorithm], Dict[str, Any]]:
     """The search algorithm and the ``param_space`` to give Tune with it.
 
     ``seed`` makes the sequence of configs repeatable for every named searcher.
+    ``max_concurrent`` goes to the variant generator itself: Tune applies
+    ``max_concurrent_trials`` only to the searchers it wraps, not to a generator passed in.
     """
     if isinstance(search_alg, (Searcher, SearchAlgorithm)):
         return search_alg, space.to_tune(seed)
@@ -71,7 +74,8 @@ def make_search_alg(search_alg: Union[str, Searcher, SearchAlgorithm], space: Se
                          f"instance, got {search_alg!r}.")
     check_space_for_searcher(space, search_alg)
     if search_alg in ("random", "grid"):
-        return BasicVariantGenerator(random_state=seed), space.to_tune(seed)
+        return (BasicVariantGenerator(random_state=seed, max_concurrent=max_concurrent or 0),
+                space.to_tune(seed))
     if search_alg == "hyperopt":
         from ray.tune.search.hyperopt import HyperOptSearch
 

@@ -109,3 +109,16 @@ class TwoOptimizerClassifier(DigitsClassifier):
 
         return (torch.optim.Adam(self.net[0].parameters(), lr=self.hparams.lr),
                 torch.optim.SGD(self.net[3].parameters(), lr=self.hparams.lr * 10))
+
+
+class SlowEpochClassifier(EpochLoggingClassifier):
+    """Sleeps after each training epoch, so a test can interrupt a search part-way."""
+
+    def __init__(self, epoch_sleep: float = 1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.epoch_sleep = epoch_sleep
+
+    def on_train_epoch_end(self):
+        import time
+
+        time.sleep(self.epoch_sleep)

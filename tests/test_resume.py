@@ -1,0 +1,115 @@
+"""Resuming an interrupted experiment from its directory, and the errors around it."""
+
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+from lightning_tune import resume, tune_lightning
+from lightning_tune._record import RECORD_FILE, read_record
+from tests.conftest import ROOT
+from tests.models import DigitsDataModule, EpochLoggingClassifier, FailOnceClassifier
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def progress(experiment):
+    """Each trial's reported rows, by the trial's lr."""
+    rows = {}
+    for path in glob.glob(os.path.join(experiment, "*", "result.json")):
+        with open(path) as handle:
+            reports = [json.loads(line) for line in handle if line.strip()]
+        if reports:
+            rows[reports[0]["config"]["lr"]] = pd.DataFrame(reports)
+    return rows
+
+
+def test_driver_killed_part_way_then_resumed(tmp_path, request):
+    experiment = str(tmp_path / "interrupted")
+    process = subprocess.Popen([sys.executable, "-m", "tests.interrupted_search", str(tmp_path)],
+                               cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 180
+    try:
+        while time.monotonic() < deadline:  # one trial finished, the other part-way
+            rows = progress(experiment)
+            if len(rows.get(0.01, [])) == 4 and 1 <= len(rows.get(0.02, [])) < 4:
+                break
+            assert process.poll() is None, "the search ended before it could be interrupted"
+            time.sleep(0.2)
+        else:
+            pytest.fail("the search never reached the point to interrupt it")
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    reported_before = len(progress(experiment)[0.02])
+
+    request.getfixturevalue("ray_cluster")
+    result = resume(experiment)
+    rows = progress(experiment)
+    finished, interrupted = rows[0.01], rows[0.02]
+    assert list(finished["training_iteration"]) == [1, 2, 3, 4]  # not run again
+    assert list(finished["epoch_seen"]) == [0, 1, 2, 3]
+    assert interrupted["training_iteration"].iloc[-1] == 4
+    assert list(interrupted["epoch_seen"]).count(0.0) == 1  # continued, not restarted from zero
+    assert sorted(set(interrupted["epoch_seen"])) == [0, 1, 2, 3]
+    assert len(interrupted) >= reported_before
+    assert len(result.dataframe) == 2 and (result.dataframe["status"] == "TERMINATED").all()
+
+
+def test_errored_trials_are_retried_only_when_asked(ray_cluster, tmp_path):
+    marker = str(tmp_path / "failed_once")
+    space = {"marker_path": marker, "fail_at_epoch": 1, "lr": 0.01}
+    with pytest.raises(Exception, match="deliberate one-time failure"):
+        tune_lightning(FailOnceClassifier, space, datamodule=DigitsDataModule, max_epochs=3,
+                       num_samples=1, scheduler="fifo", storage_path=str(tmp_path), name="errored",
+                       verbose=0)
+    experiment = str(tmp_path / "errored")
+    with pytest.raises(Exception, match="deliberate one-time failure"):
+        resume(experiment)  # still errored: not retried
+    result = resume(experiment, resume_errored=True)
+    frame = result.result_grid[0].metrics_dataframe
+    assert result.result_grid[0].error is None
+    assert list(frame["epoch_seen"]) == [0.0, 1.0, 2.0]  # retried from its epoch-0 checkpoint
+
+
+def test_an_existing_experiment_is_neither_overwritten_nor_silently_resumed(ray_cluster, tmp_path):
+    arguments = dict(datamodule=DigitsDataModule, max_epochs=1, num_samples=1, scheduler="fifo",
+                     storage_path=str(tmp_path), name="twice", verbose=0)
+    first = tune_lightning(EpochLoggingClassifier, {"lr": 0.01}, **arguments)
+    with pytest.raises(FileExistsError, match="already exists .* resume=True"):
+        tune_lightning(EpochLoggingClassifier, {"lr": 0.01}, **arguments)
+    again = tune_lightning(EpochLoggingClassifier, {"lr": 0.01}, resume=True, **arguments)
+    assert again.best_config == first.best_config
+    assert len(again.result_grid[0].metrics_dataframe) == 1  # the finished trial did not rerun
+
+    completed = subprocess.run([sys.executable, "-m", "lightning_tune.cli", "resume",
+                                str(tmp_path / "twice")], cwd=ROOT, capture_output=True,
+                               text=True, timeout=240)
+    assert completed.returncode == 0, completed.stderr
+    assert "best config: {'lr': 0.01}" in completed.stdout
+
+
+def test_the_record_is_plain_json_and_bad_classes_are_named(tmp_path):
+    experiment = tmp_path / "exp"
+    experiment.mkdir()
+    (experiment / RECORD_FILE).write_text(json.dumps(
+        {"model_cls": "no_such_module:Model", "datamodule": None, "settings": {}}))
+    with pytest.raises(ImportError, match="'no_such_module:Model'.*PYTHONPATH"):
+        read_record(str(experiment))
+    (experiment / RECORD_FILE).write_text(json.dumps(
+        {"model_cls": "tests.models:make.<locals>.Model", "datamodule": None, "settings": {}}))
+    with pytest.raises(ImportError, match="not a notebook cell, __main__ or a function body"):
+        read_record(str(experiment))
+    with pytest.raises(FileNotFoundError, match="not an experiment started by tune_lightning"):
+        read_record(str(tmp_path))
+    completed = subprocess.run([sys.executable, "-m", "lightning_tune.cli", "resume", str(tmp_path)],
+                               cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 2 and "not an experiment started by" in completed.stderr
