@@ -35,25 +35,34 @@ def import_class(path: str, role: str) -> type:
     return obj
 
 
-def _plain(value: Any, what: str) -> Any:
+def is_plain(value: Any) -> bool:
+    """Whether ``value`` survives JSON unchanged (so it can be recorded, not re-supplied)."""
     try:
-        json.dumps(value)
-    except TypeError as error:
-        raise TypeError(f"{what} must be plain data (numbers, strings, lists, dicts) so the "
-                        f"experiment can be resumed from its directory: {error}") from error
-    return value
+        return json.loads(json.dumps(value)) == value
+    except (TypeError, ValueError):
+        return False
 
 
 def write_record(experiment_path: str, model_cls: type, datamodule: Any,
                  settings: Dict[str, Any]) -> None:
+    """Record the classes and settings; what is not plain data is named for the user to re-supply.
+
+    A datamodule instance, trainer_kwargs holding objects and callbacks cannot be recorded:
+    ``resume`` then asks for them again instead of guessing.
+    """
     datamodule_path: Optional[str] = None
-    if datamodule is not None:
-        if not isinstance(datamodule, type):
-            raise TypeError("Pass the datamodule as a class so the experiment can be resumed "
-                            "from its directory (an instance cannot be recorded).")
+    must_resupply = []
+    if isinstance(datamodule, type):
         datamodule_path = class_path(datamodule)
+    elif datamodule is not None:
+        must_resupply.append("datamodule")
+    if not is_plain(settings.get("trainer_kwargs")):
+        settings = {**settings, "trainer_kwargs": None}
+        must_resupply.append("trainer_kwargs")
+    if settings.get("callbacks"):
+        must_resupply.append("callbacks")
     record = {"model_cls": class_path(model_cls), "datamodule": datamodule_path,
-              "settings": _plain(settings, "trainer_kwargs and the search settings")}
+              "must_resupply": must_resupply, "settings": settings}
     os.makedirs(experiment_path, exist_ok=True)
     with open(os.path.join(experiment_path, RECORD_FILE), "w") as handle:
         json.dump(record, handle, indent=2)
@@ -67,6 +76,7 @@ def read_record(experiment_path: str) -> Dict[str, Any]:
             "tune_lightning (or not its top folder, storage_path/name).")
     with open(path) as handle:
         record = json.load(handle)
+    record.setdefault("must_resupply", [])
     record["model_cls"] = import_class(record["model_cls"], "model class")
     if record["datamodule"]:
         record["datamodule"] = import_class(record["datamodule"], "datamodule class")

@@ -120,17 +120,17 @@ def tune_lightning(
             f"An experiment named {name!r} already exists at {experiment_path}. Continue it with "
             f"tune_lightning(..., resume=True) or lightning_tune.resume({experiment_path!r}), or "
             "choose another name.")
+
+    ensure_ray()
+    check_cluster_can_hold(trainable._resources.bundles,
+                           placement_strategy=trainable._resources.strategy,
+                           what=f"Each trial (strategy={strategy!r}, num_workers={num_workers})")
     _record.write_record(experiment_path, model_cls, datamodule, dict(
         metric=metric, mode=mode, max_epochs=max_epochs, strategy=strategy,
         num_workers=num_workers, cpus_per_worker=cpus_per_worker,
         gpus_per_worker=gpus_per_worker, trainer_kwargs=trainer_kwargs or {},
         callbacks=[_record.class_path(type(callback)) for callback in callbacks or []],
         searched=searched))
-
-    ensure_ray()
-    check_cluster_can_hold(trainable._resources.bundles,
-                           placement_strategy=trainable._resources.strategy,
-                           what=f"Each trial (strategy={strategy!r}, num_workers={num_workers})")
     tuner = tune.Tuner(
         trainable,
         param_space=param_space,
@@ -151,26 +151,31 @@ def tune_lightning(
 
 
 def resume(experiment_path: str, *, resume_errored: bool = False,
-           callbacks: Optional[Sequence[Any]] = None) -> TuneLightningResult:
+           callbacks: Optional[Sequence[Any]] = None, datamodule: Any = None,
+           trainer_kwargs: Optional[Dict[str, Any]] = None) -> TuneLightningResult:
     """Continue an interrupted ``tune_lightning`` experiment from its directory alone.
 
     Finished trials are not run again; trials that were running continue from their last
     checkpoint (their epoch count goes on); errored trials are retried only with
     ``resume_errored=True``. The model and datamodule classes are imported by the names the
-    directory recorded. ``callbacks`` must be given again if the search had any.
+    directory recorded. What was not plain data (callbacks, a datamodule instance,
+    trainer_kwargs holding objects) cannot be recorded and must be given again.
     """
     experiment_path = os.path.abspath(os.path.expanduser(experiment_path))
     record = _record.read_record(experiment_path)
     settings = record["settings"]
-    if settings["callbacks"] and not callbacks:
-        raise ValueError(f"This experiment was started with callbacks {settings['callbacks']}, "
-                         "which cannot be recorded as plain data: pass them again, "
-                         "resume(path, callbacks=[...]).")
+    given = {"callbacks": callbacks, "datamodule": datamodule, "trainer_kwargs": trainer_kwargs}
+    missing = [name for name in record["must_resupply"] if given[name] is None]
+    if missing:
+        raise ValueError(f"This experiment was started with {', '.join(missing)} that cannot be "
+                         "recorded as plain data: pass them again, e.g. resume(path, "
+                         + ", ".join(f"{name}=..." for name in missing) + ").")
     trainable = lightning_trainable(
-        record["model_cls"], datamodule=record["datamodule"], metric=settings["metric"],
-        mode=settings["mode"], max_epochs=settings["max_epochs"], strategy=settings["strategy"],
-        num_workers=settings["num_workers"], cpus_per_worker=settings["cpus_per_worker"],
-        gpus_per_worker=settings["gpus_per_worker"], trainer_kwargs=settings["trainer_kwargs"],
+        record["model_cls"], datamodule=datamodule or record["datamodule"],
+        metric=settings["metric"], mode=settings["mode"], max_epochs=settings["max_epochs"],
+        strategy=settings["strategy"], num_workers=settings["num_workers"],
+        cpus_per_worker=settings["cpus_per_worker"], gpus_per_worker=settings["gpus_per_worker"],
+        trainer_kwargs=trainer_kwargs if trainer_kwargs is not None else settings["trainer_kwargs"],
         callbacks=callbacks)
     if not tune.Tuner.can_restore(experiment_path):
         raise FileNotFoundError(f"{experiment_path} holds no Tune experiment state to resume "

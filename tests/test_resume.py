@@ -113,3 +113,17 @@ def test_the_record_is_plain_json_and_bad_classes_are_named(tmp_path):
     completed = subprocess.run([sys.executable, "-m", "lightning_tune.cli", "resume", str(tmp_path)],
                                cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert completed.returncode == 2 and "not an experiment started by" in completed.stderr
+
+
+def test_what_cannot_be_recorded_must_be_given_again(tmp_path):
+    from lightning_tune._record import write_record
+    from tests.models import DigitsDataModule as Data
+
+    write_record(str(tmp_path), EpochLoggingClassifier, Data(), {
+        "trainer_kwargs": {"logger": object()}, "callbacks": ["x:Y"], "metric": "val_loss"})
+    record = json.loads((tmp_path / RECORD_FILE).read_text())
+    assert record["must_resupply"] == ["datamodule", "trainer_kwargs", "callbacks"]
+    assert record["settings"]["trainer_kwargs"] is None
+    with pytest.raises(ValueError, match="datamodule, trainer_kwargs, callbacks that cannot be "
+                                         "recorded.*resume\\(path, datamodule=..."):
+        resume(str(tmp_path))
