@@ -7,7 +7,6 @@ import os
 import time
 from typing import Any, Dict, Optional, Sequence, Union
 
-import ray
 from ray import tune
 from ray.tune import CheckpointConfig, FailureConfig, RunConfig, TuneConfig
 from ray.tune.schedulers import TrialScheduler
@@ -15,7 +14,7 @@ from ray.tune.search import SearchAlgorithm, Searcher
 
 from lightning_tune import _record
 from lightning_tune.errors import AllTrialsFailedError
-from lightning_tune.resources import check_cluster_can_hold
+from lightning_tune.resources import check_cluster_can_hold, ensure_ray
 from lightning_tune.results import TuneLightningResult
 from lightning_tune.searchers import make_scheduler, make_search_alg
 from lightning_tune.spaces import SearchSpace, load_space
@@ -27,17 +26,6 @@ log = logging.getLogger(__name__)
 def _check_positive_int(name: str, value: Any, minimum: int = 1) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
-
-
-def ensure_ray() -> None:
-    """Join the running Ray (or ``RAY_ADDRESS``); otherwise start a local one."""
-    if ray.is_initialized():
-        return
-    address = os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address)
-    else:
-        ray.init(include_dashboard=False)
 
 
 def _readable(value: Any) -> str:

@@ -1,7 +1,6 @@
 """Every searcher and scheduler by name on the digits example, and PBT that changes the lr."""
 
 import pytest
-from ray import tune
 
 from lightning_tune import tune_lightning
 from lightning_tune.examples import DigitsClassifier, DigitsDataModule

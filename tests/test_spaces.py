@@ -4,8 +4,6 @@ import numpy as np
 import pytest
 from ray import tune
 from ray.tune.search import sample
-from ray.tune.search.hyperopt import HyperOptSearch
-from ray.tune.search.optuna import OptunaSearch
 from ray.tune.search.variant_generator import generate_variants
 
 import search_spaces

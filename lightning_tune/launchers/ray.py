@@ -25,7 +25,7 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from lightning_tune import session
 from lightning_tune.errors import TrialShapeError, WorkerError
-from lightning_tune.resources import bundle_fits, check_cluster_can_hold
+from lightning_tune.resources import bundle_fits, check_cluster_can_hold, ensure_ray
 
 log = logging.getLogger(__name__)
 _PLACEMENT_WAIT_LOG_S = 30.0
@@ -243,8 +243,7 @@ class RayLauncher:
     def launch(self, function: Callable, *args: Any, trainer: Any = None, **kwargs: Any) -> Any:
         strategy = self._strategy
         payload = serialize_for_workers(function, args, kwargs)
-        if not ray.is_initialized():
-            ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False)
+        ensure_ray()
         group, bundle_indices, owned = self._reserve_bundles()
         bridge = session.Bridge() if session.in_tune_trial() else None
         try:
