@@ -1,0 +1,57 @@
+"""A worker killed mid-trial ends the trial with a clear error; with a retry it completes."""
+
+import glob
+import os
+import signal
+import threading
+import time
+
+import pytest
+from ray import tune
+
+from lightning_tune import lightning_trainable
+from tests.models import DigitsDataModule, SlowEpochClassifier
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def kill_a_worker_after_first_report(storage, killed):
+    """Background: once the trial reported an epoch, SIGKILL one DDP worker process."""
+    import ray._private.state as ray_state
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not killed:
+        # a persisted checkpoint: the trial reported its first epoch (result.json is buffered)
+        reported = glob.glob(os.path.join(storage, "*", "*", "checkpoint_000000"))
+        workers = [actor for actor in ray_state.actors().values()
+                   if actor["ActorClassName"] == "_TrainingWorker" and actor["State"] == "ALIVE"]
+        if reported and len(workers) == 2:
+            os.kill(workers[1]["Pid"], signal.SIGKILL)
+            killed.append(time.monotonic())
+            return
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("max_failures", [0, 1])
+def test_killed_worker(ray_cluster, tmp_path, max_failures):
+    storage, killed = str(tmp_path), []
+    killer = threading.Thread(target=kill_a_worker_after_first_report, args=(storage, killed))
+    killer.start()
+    trainable = lightning_trainable(SlowEpochClassifier, datamodule=DigitsDataModule,
+                                    max_epochs=4, strategy="ddp", num_workers=2)
+    grid = tune.Tuner(trainable, param_space={"lr": 0.01, "epoch_sleep": 2.0},
+                      run_config=tune.RunConfig(
+                          storage_path=storage, name="killed", verbose=0,
+                          failure_config=tune.FailureConfig(max_failures=max_failures))).fit()
+    ended = time.monotonic()
+    killer.join()
+    assert killed, "no worker was killed: the test proved nothing"
+    result = grid[0]
+    if max_failures == 0:
+        assert result.error is not None
+        assert "Training worker rank" in str(result.error) and "died" in str(result.error)
+        assert ended - killed[0] < 60  # the trial ended quickly, it did not hang
+    else:
+        assert result.error is None
+        epochs = list(result.metrics_dataframe["epoch_seen"])
+        assert epochs[-1] == 3.0 and epochs.count(0.0) == 1  # resumed from its checkpoint
