@@ -71,6 +71,7 @@ def tune_lightning(
     seed: Optional[int] = None,
     verbose: int = 1,
     resume: bool = False,
+    worker_timeout_s: Optional[float] = None,
 ) -> TuneLightningResult:
     """Search ``space`` for the best hyperparameters of ``model_cls`` with Ray Tune.
 
@@ -85,7 +86,8 @@ def tune_lightning(
     trainable = lightning_trainable(
         model_cls, datamodule=datamodule, metric=metric, mode=mode, max_epochs=max_epochs,
         strategy=strategy, num_workers=num_workers, cpus_per_worker=cpus_per_worker,
-        gpus_per_worker=gpus_per_worker, trainer_kwargs=trainer_kwargs, callbacks=callbacks)
+        gpus_per_worker=gpus_per_worker, trainer_kwargs=trainer_kwargs, callbacks=callbacks,
+        worker_timeout_s=worker_timeout_s)
     search_space = load_space(space)
     trainable.routing.check_keys(search_space.names())
     _check_positive_int("num_samples", num_samples)
@@ -118,7 +120,7 @@ def tune_lightning(
         num_workers=num_workers, cpus_per_worker=cpus_per_worker,
         gpus_per_worker=gpus_per_worker, trainer_kwargs=trainer_kwargs or {},
         callbacks=[_record.class_path(type(callback)) for callback in callbacks or []],
-        searched=searched))
+        searched=searched, worker_timeout_s=worker_timeout_s))
     tuner = tune.Tuner(
         trainable,
         param_space=param_space,
@@ -164,7 +166,7 @@ def resume(experiment_path: str, *, resume_errored: bool = False,
         strategy=settings["strategy"], num_workers=settings["num_workers"],
         cpus_per_worker=settings["cpus_per_worker"], gpus_per_worker=settings["gpus_per_worker"],
         trainer_kwargs=trainer_kwargs if trainer_kwargs is not None else settings["trainer_kwargs"],
-        callbacks=callbacks)
+        callbacks=callbacks, worker_timeout_s=settings.get("worker_timeout_s"))
     if not tune.Tuner.can_restore(experiment_path):
         raise FileNotFoundError(f"{experiment_path} holds no Tune experiment state to resume "
                                 "(the search stopped before Tune saved any).")

@@ -78,13 +78,15 @@ def lightning_trainable(model_cls: type, *, datamodule: Any = None, metric: str 
                         num_workers: int = 1, cpus_per_worker: float = 1,
                         gpus_per_worker: float = 0,
                         trainer_kwargs: Optional[Dict[str, Any]] = None,
-                        callbacks: Optional[Sequence[Any]] = None) -> Callable[[dict], None]:
+                        callbacks: Optional[Sequence[Any]] = None,
+                        worker_timeout_s: Optional[float] = None) -> Callable[[dict], None]:
     """A Tune function trainable, resources attached, that trains ``model_cls`` on a config.
 
     Each trial builds the model (and the datamodule, if a class) from its config, trains it
     with a fresh Trainer (``strategy="ddp"`` or ``"horovod"``: ``num_workers`` Ray actors in
     the trial's own bundles) and reports every validation epoch with a checkpoint. A restarted trial resumes
-    from its last checkpoint with its epoch count intact.
+    from its last checkpoint with its epoch count intact. ``worker_timeout_s`` ends a
+    trial whose rank makes no progress for that long (see :class:`RayDDPStrategy`).
     """
     tree = check_model_class(model_cls)
     check_datamodule(datamodule)
@@ -101,7 +103,8 @@ def lightning_trainable(model_cls: type, *, datamodule: Any = None, metric: str 
     callbacks = list(callbacks or [])
     routing = ConfigRouting(model_cls, datamodule)
     settings = _TrialSettings(tree, routing, metric, max_epochs, strategy, num_workers,
-                              cpus_per_worker, gpus_per_worker, trainer_kwargs, callbacks)
+                              cpus_per_worker, gpus_per_worker, trainer_kwargs, callbacks,
+                              worker_timeout_s)
 
     def train_lightning(config: Dict[str, Any]) -> None:
         settings.run(config)
@@ -117,11 +120,13 @@ class _TrialSettings:
 
     def __init__(self, tree: str, routing: ConfigRouting, metric: str, max_epochs: int,
                  strategy: Optional[str], num_workers: int, cpus_per_worker: float,
-                 gpus_per_worker: float, trainer_kwargs: Dict[str, Any], callbacks: List[Any]):
+                 gpus_per_worker: float, trainer_kwargs: Dict[str, Any], callbacks: List[Any],
+                 worker_timeout_s: Optional[float] = None):
         self.tree, self.routing, self.metric, self.max_epochs = tree, routing, metric, max_epochs
         self.strategy, self.num_workers = strategy, num_workers
         self.cpus_per_worker, self.gpus_per_worker = cpus_per_worker, gpus_per_worker
         self.trainer_kwargs, self.callbacks = trainer_kwargs, callbacks
+        self.worker_timeout_s = worker_timeout_s
 
     def _make_strategy(self) -> Any:
         if self.strategy is None:
@@ -130,7 +135,8 @@ class _TrialSettings:
         strategy_cls = RayDDPStrategy if self.strategy == "ddp" else RayHorovodStrategy
         return strategy_cls.for_tree(self.tree)(
             num_workers=self.num_workers, cpus_per_worker=self.cpus_per_worker,
-            use_gpu=bool(gpus), resources_per_worker={"GPU": gpus} if gpus else None)
+            use_gpu=bool(gpus), resources_per_worker={"GPU": gpus} if gpus else None,
+            worker_timeout_s=self.worker_timeout_s)
 
     def _report_callback(self) -> Any:
         for callback in self.callbacks:

@@ -122,3 +122,18 @@ class SlowEpochClassifier(EpochLoggingClassifier):
         import time
 
         time.sleep(self.epoch_sleep)
+
+
+class StallingClassifier(DigitsClassifier):
+    """One rank sleeps inside training_step (a stalled rank); the others wait in a collective."""
+
+    def __init__(self, stall_rank: int = 1, stall_s: float = 600.0, **kwargs):
+        super().__init__(**kwargs)
+        self.stall_rank, self.stall_s = stall_rank, stall_s
+
+    def training_step(self, batch, batch_idx):
+        import time
+
+        if self.global_rank == self.stall_rank and batch_idx == 3:
+            time.sleep(self.stall_s)
+        return super().training_step(batch, batch_idx)

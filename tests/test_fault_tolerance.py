@@ -55,3 +55,29 @@ def test_killed_worker(ray_cluster, tmp_path, max_failures):
         assert result.error is None
         epochs = list(result.metrics_dataframe["epoch_seen"])
         assert epochs[-1] == 3.0 and epochs.count(0.0) == 1  # resumed from its checkpoint
+
+
+def test_a_stalled_rank_ends_the_run_naming_it(ray_cluster):
+    import lightning.pytorch as pl
+
+    from lightning_tune import RayDDPStrategy
+    from lightning_tune.errors import WorkerError
+    from tests.conftest import alive_actors
+    from tests.models import StallingClassifier
+
+    trainer = pl.Trainer(max_epochs=2, strategy=RayDDPStrategy(num_workers=2, worker_timeout_s=15),
+                         logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    started = time.monotonic()
+    with pytest.raises(WorkerError) as error:
+        trainer.fit(StallingClassifier(stall_rank=1), datamodule=DigitsDataModule())
+    assert error.value.rank == 1
+    assert "made no progress" in str(error.value) and "inside training_step" in str(error.value)
+    assert time.monotonic() - started < 60  # not the 600 s the rank sleeps
+    assert alive_actors("_TrainingWorker") == [] and alive_actors("_ProgressBoard") == []
+
+
+def test_worker_timeout_must_be_positive():
+    from lightning_tune import RayDDPStrategy
+
+    with pytest.raises(ValueError, match="worker_timeout_s must be a number of seconds > 0"):
+        RayDDPStrategy(num_workers=2, worker_timeout_s=0)

@@ -77,6 +77,36 @@ def _to_cpu(data: Any) -> Any:
     return apply_to_collection(data, torch.Tensor, lambda tensor: tensor.detach().cpu())
 
 
+@ray.remote(num_cpus=0)
+class _ProgressBoard:
+    """Where ranks mark entering and leaving a step, on one clock, to find a stalled rank."""
+
+    def __init__(self, world_size: int) -> None:
+        import time
+
+        self._clock = time.monotonic
+        started = self._clock()
+        self._marks = {rank: (started, None) for rank in range(world_size)}
+
+    def mark(self, rank: int, step: Optional[str]) -> None:
+        """``step``: the hook a rank just entered, or None when it left it."""
+        self._marks[rank] = (self._clock(), step)
+
+    def stalled(self, timeout_s: float) -> Optional[Tuple[int, float, Optional[str]]]:
+        """(rank, seconds, step) of the rank stuck longest, if any rank is past ``timeout_s``.
+
+        A rank inside a step is the culprit before one waiting outside (its peers wait for
+        it in a collective); among equals, the one silent longest.
+        """
+        now = self._clock()
+        late = [(step is not None, now - since, rank, step)
+                for rank, (since, step) in self._marks.items() if now - since > timeout_s]
+        if not late:
+            return None
+        _, seconds, rank, step = max(late)
+        return rank, seconds, step
+
+
 @ray.remote
 class _TrainingWorker:
     """One rank: receives the pickled trainer function, runs it, returns rank 0's results."""
@@ -92,12 +122,14 @@ class _TrainingWorker:
             return sock.getsockname()[1]
 
     def run(self, payload: bytes, placement: WorkerPlacement, env: Dict[str, str],
-            bridge_queue: Any, init_hook: Optional[Callable[[], None]]) -> Optional[_WorkerOutput]:
+            bridge_queue: Any, init_hook: Optional[Callable[[], None]],
+            progress_board: Any = None) -> Optional[_WorkerOutput]:
         os.environ.update(env)
         if init_hook is not None:
             init_hook()
         function, args, kwargs = ray.cloudpickle.loads(payload)
         trainer = function.__self__
+        trainer.strategy._progress_board = progress_board
         trainer.strategy._enter_worker(placement)
         session.enter_worker(bridge_queue, placement.global_rank)
         results = function(*args, **kwargs)
@@ -254,13 +286,18 @@ class RayLauncher:
                 env.update(backend_env)
             payload_ref = ray.put(payload)
             queue = bridge.queue if bridge else None
+            timeout_s = strategy.worker_timeout_s
+            board = (_ProgressBoard.options(scheduling_strategy="DEFAULT").remote(len(placements))
+                     if timeout_s else None)
             running = {
-                worker.run.remote(payload_ref, placement, env, queue, strategy.init_hook): rank
+                worker.run.remote(payload_ref, placement, env, queue, strategy.init_hook, board): rank
                 for rank, (worker, placement, env) in enumerate(zip(self._workers, placements, envs))
             }
-            output = self._wait_for_workers(running, bridge)
+            output = self._wait_for_workers(running, bridge, board, timeout_s)
         finally:
             strategy._stop_backend()
+            if timeout_s:
+                ray.kill(board, no_restart=True)
             self._teardown(bridge, group if owned else None)
         if trainer is not None:
             _recover_results_in_driver(trainer, output)
@@ -312,16 +349,28 @@ class RayLauncher:
 
     # --- running ---------------------------------------------------------------------------
     def _wait_for_workers(self, running: Dict[ray.ObjectRef, int],
-                          bridge: Optional[session.Bridge]) -> _WorkerOutput:
+                          bridge: Optional[session.Bridge], board: Any = None,
+                          timeout_s: Optional[float] = None) -> _WorkerOutput:
         """Block until every rank returns, passing rank 0's reports to Tune meanwhile.
 
-        The first rank to fail ends the wait: its peers may be stuck in a collective.
+        The first rank to fail ends the wait: its peers may be stuck in a collective. With
+        ``timeout_s``, a rank that made no progress for that long ends it too.
         """
         outputs: Dict[int, Optional[_WorkerOutput]] = {}
         pending = dict(running)
+        poll_s = min(timeout_s / 4, 10.0) if timeout_s else None
         while pending:
             watched = list(pending) + ([bridge.next_report()] if bridge else [])
-            ready, _ = ray.wait(watched, num_returns=1)
+            ready, _ = ray.wait(watched, num_returns=1, timeout=poll_s)
+            if not ready:
+                stalled = ray.get(board.stalled.remote(timeout_s))
+                if stalled:
+                    rank, seconds, step = stalled
+                    where = f"inside {step}" if step else "between steps"
+                    raise WorkerError(rank, f"rank {rank} made no progress for {seconds:.0f} s "
+                                            f"({where}; worker_timeout_s={timeout_s:g}). Its peers "
+                                            "wait for it in a collective, so the run was stopped.")
+                continue
             ref = ready[0]
             if ref not in pending:
                 bridge.deliver()

@@ -19,10 +19,12 @@ class RayWorkerStrategyMixin:
     """
 
     _worker: Optional[WorkerPlacement] = None
+    _progress_board: Any = None
 
     def _init_workers(self, num_workers: int, cpus_per_worker: float, use_gpu: bool,
                       resources_per_worker: Optional[Mapping[str, float]],
-                      init_hook: Optional[Callable[[], None]]) -> None:
+                      init_hook: Optional[Callable[[], None]],
+                      worker_timeout_s: Optional[float] = None) -> None:
         extra = dict(resources_per_worker or {})
         gpus_per_worker = extra.pop("GPU", 1 if use_gpu else 0) if use_gpu else 0
         if not use_gpu and "GPU" in extra:
@@ -32,6 +34,11 @@ class RayWorkerStrategyMixin:
             raise ValueError("use_gpu=True needs a GPU share per worker > 0.")
         if init_hook is not None and not callable(init_hook):
             raise TypeError(f"init_hook must be a callable taking no arguments, got {init_hook!r}.")
+        if worker_timeout_s is not None and (isinstance(worker_timeout_s, bool) or not isinstance(
+                worker_timeout_s, (int, float)) or worker_timeout_s <= 0):
+            raise ValueError(f"worker_timeout_s must be a number of seconds > 0 (or None for no "
+                             f"limit), got {worker_timeout_s!r}.")
+        self.worker_timeout_s = worker_timeout_s
         self.num_workers = num_workers
         self.cpus_per_worker = cpus_per_worker
         self.use_gpu = use_gpu
@@ -59,6 +66,28 @@ class RayWorkerStrategyMixin:
         self.accelerator = accelerators.CUDAAccelerator() if self.use_gpu else accelerators.CPUAccelerator()
         self.set_world_ranks()
 
+    def _marked(self, step: str, *args: Any, **kwargs: Any) -> Any:
+        """Run a step hook, marking entry and exit on the progress board (with worker_timeout_s)."""
+        board, rank = self._progress_board, self.global_rank
+        if board is not None:
+            board.mark.remote(rank, step)
+        result = getattr(super(), step)(*args, **kwargs)
+        if board is not None:
+            board.mark.remote(rank, None)
+        return result
+
+    def training_step(self, *args: Any, **kwargs: Any) -> Any:
+        return self._marked("training_step", *args, **kwargs)
+
+    def validation_step(self, *args: Any, **kwargs: Any) -> Any:
+        return self._marked("validation_step", *args, **kwargs)
+
+    def test_step(self, *args: Any, **kwargs: Any) -> Any:
+        return self._marked("test_step", *args, **kwargs)
+
+    def predict_step(self, *args: Any, **kwargs: Any) -> Any:
+        return self._marked("predict_step", *args, **kwargs)
+
     @property
     def root_device(self) -> torch.device:
         if self._worker is not None and self._worker.gpu_index is not None:
@@ -84,16 +113,20 @@ class RayDDPStrategy(RayWorkerStrategyMixin, PerTree):
     """Distributed data parallel training whose ranks are Ray actors.
 
     Works in a script, a notebook or a Tune trial (where the workers take the trial's own
-    bundles), for ``lightning.pytorch`` and ``pytorch_lightning`` Trainers alike. Extra
-    keyword arguments go to Lightning's ``DDPStrategy`` (e.g. ``find_unused_parameters``).
+    bundles), for ``lightning.pytorch`` and ``pytorch_lightning`` Trainers alike. With
+    ``worker_timeout_s``, a rank that makes no progress for that long (counted from the
+    workers' start, then per step) stops the run with an error naming it. Extra keyword
+    arguments go to Lightning's ``DDPStrategy`` (e.g. ``find_unused_parameters``).
     """
 
     _tree_base = "strategies.DDPStrategy"
 
     def __init__(self, num_workers: int = 1, cpus_per_worker: float = 1, use_gpu: bool = False,
                  resources_per_worker: Optional[Mapping[str, float]] = None,
-                 init_hook: Optional[Callable[[], None]] = None, **ddp_kwargs: Any) -> None:
-        self._init_workers(num_workers, cpus_per_worker, use_gpu, resources_per_worker, init_hook)
+                 init_hook: Optional[Callable[[], None]] = None,
+                 worker_timeout_s: Optional[float] = None, **ddp_kwargs: Any) -> None:
+        self._init_workers(num_workers, cpus_per_worker, use_gpu, resources_per_worker, init_hook,
+                           worker_timeout_s)
         environment = fabric_module(self.lightning_tree, "plugins.environments").LightningEnvironment()
         super().__init__(cluster_environment=environment, **ddp_kwargs)
 

@@ -74,9 +74,11 @@ class RayHorovodStrategy(RayWorkerStrategyMixin, PerTree):
 
     def __init__(self, num_workers: int = 1, cpus_per_worker: float = 1, use_gpu: bool = False,
                  resources_per_worker: Optional[Mapping[str, float]] = None,
-                 init_hook: Optional[Callable[[], None]] = None) -> None:
+                 init_hook: Optional[Callable[[], None]] = None,
+                 worker_timeout_s: Optional[float] = None) -> None:
         import_horovod()
-        self._init_workers(num_workers, cpus_per_worker, use_gpu, resources_per_worker, init_hook)
+        self._init_workers(num_workers, cpus_per_worker, use_gpu, resources_per_worker, init_hook,
+                           worker_timeout_s)
         environment = fabric_module(self.lightning_tree, "plugins.environments").LightningEnvironment()
         super().__init__(cluster_environment=environment)
         self._rendezvous = None
@@ -112,7 +114,7 @@ class RayHorovodStrategy(RayWorkerStrategyMixin, PerTree):
 
     def __getstate__(self) -> dict:
         state = super().__getstate__()
-        state["_rendezvous"] = state["_exit_stack"] = None
+        state["_rendezvous"] = state["_exit_stack"] = state["_progress_board"] = None
         return state
 
     # --- worker side -----------------------------------------------------------------------
