@@ -105,7 +105,8 @@ def tune_lightning(
     experiment_path = os.path.join(storage_path, name)
     if tune.Tuner.can_restore(experiment_path):
         if resume:
-            return _resume_experiment(experiment_path)
+            return _resume_experiment(experiment_path, callbacks=callbacks,
+                                      datamodule=datamodule, trainer_kwargs=trainer_kwargs)
         raise FileExistsError(
             f"An experiment named {name!r} already exists at {experiment_path}. Continue it with "
             f"tune_lightning(..., resume=True) or lightning_tune.resume({experiment_path!r}), or "
