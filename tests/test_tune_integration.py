@@ -140,7 +140,7 @@ def test_tune_lightning_end_to_end_on_digits(ray_cluster, tmp_path):
         strategy="ddp", num_workers=2, search_alg="grid", scheduler="fifo",
         storage_path=str(tmp_path), name="digits", seed=0, verbose=0)
     assert result.experiment_path == str(tmp_path / "digits")
-    assert len(result.dataframe) == 2 and set(result.dataframe["config/lr"]) == {3e-3, 3e-2}
+    assert len(result.dataframe) == 2 and set(result.dataframe["lr"]) == {3e-3, 3e-2}
     best_acc = max(result.dataframe["val_acc"])
     assert result.best_metrics["val_acc"] == pytest.approx(best_acc)
     assert result.best_config["lr"] in (3e-3, 3e-2) and result.best_config["batch_size"] == 32
