@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from typing import Any, Dict, FrozenSet, Iterable, Optional
+from typing import Any, Dict, FrozenSet, Iterable
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,3 @@ class ConfigRouting:
         if self.datamodule is not None:
             return model, self.datamodule.build(config)
         return model, self.datamodule_instance
-
-    @property
-    def datamodule_class(self) -> Optional[type]:
-        return self.datamodule.cls if self.datamodule else None

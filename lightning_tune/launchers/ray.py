@@ -278,6 +278,9 @@ class RayLauncher:
         ensure_ray()
         group, bundle_indices, owned = self._reserve_bundles()
         bridge = session.Bridge() if session.in_tune_trial() else None
+        timeout_s = strategy.worker_timeout_s
+        board = (_ProgressBoard.options(scheduling_strategy="DEFAULT").remote(strategy.num_workers)
+                 if timeout_s else None)
         try:
             self._workers = [self._start_worker(group, index) for index in bundle_indices]
             hosts = ray.get([worker.describe.remote() for worker in self._workers])
@@ -286,9 +289,6 @@ class RayLauncher:
                 env.update(backend_env)
             payload_ref = ray.put(payload)
             queue = bridge.queue if bridge else None
-            timeout_s = strategy.worker_timeout_s
-            board = (_ProgressBoard.options(scheduling_strategy="DEFAULT").remote(len(placements))
-                     if timeout_s else None)
             running = {
                 worker.run.remote(payload_ref, placement, env, queue, strategy.init_hook, board): rank
                 for rank, (worker, placement, env) in enumerate(zip(self._workers, placements, envs))
@@ -296,9 +296,7 @@ class RayLauncher:
             output = self._wait_for_workers(running, bridge, board, timeout_s)
         finally:
             strategy._stop_backend()
-            if timeout_s:
-                ray.kill(board, no_restart=True)
-            self._teardown(bridge, group if owned else None)
+            self._teardown(bridge, board, group if owned else None)
         if trainer is not None:
             _recover_results_in_driver(trainer, output)
         return output.results
@@ -384,9 +382,12 @@ class RayLauncher:
                 raise WorkerError(rank, f"the worker process died: {error}") from None
         return outputs[0]
 
-    def _teardown(self, bridge: Optional[session.Bridge], owned_group: Optional[PlacementGroup]) -> None:
+    def _teardown(self, bridge: Optional[session.Bridge], board: Any,
+                  owned_group: Optional[PlacementGroup]) -> None:
         self.kill()
         if bridge is not None:
             bridge.close()
+        if board is not None:
+            ray.kill(board, no_restart=True)
         if owned_group is not None:
             remove_placement_group(owned_group)
