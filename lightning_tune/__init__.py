@@ -4,7 +4,7 @@ Neither Lightning tree is imported here: strategies and callbacks pick ``lightni
 or ``pytorch_lightning`` when they are first used.
 """
 
-from lightning_tune.api import resume, tune_lightning
+from lightning_tune.api import load_result, resume, tune_lightning
 from lightning_tune.callbacks import TuneReportCallback, TuneReportCheckpointCallback
 from lightning_tune.resources import get_tune_resources
 from lightning_tune.results import TuneLightningResult
@@ -14,6 +14,7 @@ from lightning_tune.trainable import lightning_trainable
 __all__ = [
     "TuneLightningResult",
     "lightning_trainable",
+    "load_result",
     "resume",
     "tune_lightning",
     "RayDDPStrategy",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -10,11 +11,13 @@ from typing import Any, Dict, Optional, Sequence, Union
 from ray import tune
 from ray.tune import CheckpointConfig, FailureConfig, RunConfig, TuneConfig
 from ray.tune.schedulers import TrialScheduler
-from ray.tune.search import SearchAlgorithm, Searcher
+from ray.tune.search import BasicVariantGenerator, SearchAlgorithm, Searcher
 
 from lightning_tune import _record
+from lightning_tune._routing import ConfigRouting
 from lightning_tune.errors import AllTrialsFailedError
-from lightning_tune.resources import check_cluster_can_hold, ensure_ray
+from lightning_tune.cluster import ensure_ray
+from lightning_tune.resources import check_cluster_can_hold
 from lightning_tune.results import TuneLightningResult
 from lightning_tune.searchers import make_scheduler, make_search_alg
 from lightning_tune.spaces import SearchSpace, load_space
@@ -127,7 +130,9 @@ def tune_lightning(
         param_space=param_space,
         tune_config=TuneConfig(metric=metric, mode=mode, search_alg=search,
                                scheduler=trial_scheduler, num_samples=num_samples,
-                               max_concurrent_trials=max_concurrent_trials,
+                               # a variant generator limits itself; Tune would only warn
+                               max_concurrent_trials=None if isinstance(
+                                   search, BasicVariantGenerator) else max_concurrent_trials,
                                trial_name_creator=namer, trial_dirname_creator=namer),
         run_config=RunConfig(
             name=name, storage_path=storage_path, verbose=verbose,
@@ -179,6 +184,62 @@ def resume(experiment_path: str, *, resume_errored: bool = False,
 
 
 _resume_experiment = resume  # tune_lightning's own ``resume`` flag hides the function
+
+
+def load_result(experiment_path: str) -> TuneLightningResult:
+    """A finished or interrupted experiment, read from its directory; nothing is run.
+
+    Tune's own state gives the trials (through ``ExperimentAnalysis``); the record
+    tune_lightning wrote gives the metric, mode and searched names. Ray need not be running.
+    The model class is imported only by ``load_best_model()``, so the results of a search can
+    be read (tables, plots) where the model's code is not installed.
+    """
+    experiment_path = os.path.abspath(os.path.expanduser(experiment_path))
+    record = _read_record_file(experiment_path)
+    settings = record.get("settings", {})
+    if not tune.Tuner.can_restore(experiment_path):
+        raise FileNotFoundError(f"{experiment_path} holds no Tune experiment state yet (the "
+                                "search stopped before Tune saved any): there is nothing to load.")
+    metric, mode = settings.get("metric", "val_loss"), settings.get("mode", "min")
+    analysis = tune.ExperimentAnalysis(experiment_path, default_metric=metric, default_mode=mode)
+    result_grid = tune.ResultGrid(analysis)
+    reported = [trial for trial in result_grid
+                if trial.metrics_dataframe is not None and metric in trial.metrics_dataframe]
+    if not reported:
+        raise ValueError(f"No trial of the experiment at {experiment_path} has reported "
+                         f"{metric!r} yet ({len(result_grid)} trials): there is no result to "
+                         "load.")
+    return TuneLightningResult(result_grid, _RecordedModel(record["model_cls"]), metric, mode,
+                               searched=settings.get("searched", ()))
+
+
+def _read_record_file(experiment_path: str) -> Dict[str, Any]:
+    """The record as plain JSON: no recorded class is imported."""
+    record_path = os.path.join(experiment_path, _record.RECORD_FILE)
+    if os.path.exists(record_path):
+        with open(record_path) as handle:
+            return json.load(handle)
+    hint = ("Pass the folder tune_lightning printed as the experiment: storage_path/name (by "
+            "default ~/ray_results/<ModelClass>_<date>).")
+    if not os.path.isdir(experiment_path):
+        raise FileNotFoundError(f"{experiment_path} is not a directory. {hint}")
+    inside = sorted(name for name in os.listdir(experiment_path)
+                    if os.path.exists(os.path.join(experiment_path, name, _record.RECORD_FILE)))
+    found = f" It holds these experiments: {', '.join(inside)}." if inside else ""
+    raise FileNotFoundError(f"{experiment_path} holds no {_record.RECORD_FILE}: it is not an "
+                            f"experiment started by tune_lightning.{found} {hint}")
+
+
+class _RecordedModel:
+    """Builds the recorded model class from a config, importing the class only when asked."""
+
+    def __init__(self, model_path: str) -> None:
+        self.model_path = model_path
+
+    def build_model(self, config: Dict[str, Any]) -> Any:
+        model_cls = _record.import_class(self.model_path, "model class")
+        # the config was checked when the search ran: the model takes the keys it accepts
+        return ConfigRouting(model_cls).model.build(config)
 
 
 def _result_or_error(result_grid: tune.ResultGrid, routing: Any, metric: str,

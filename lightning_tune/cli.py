@@ -1,39 +1,270 @@
-"""The ``lightning-tune`` command: scripts and cluster head nodes drive searches from a shell."""
+"""The ``lightning-tune`` command: scripts and cluster head nodes drive searches from a shell.
+
+    lightning-tune run search.yaml             a search described in a YAML file
+    lightning-tune report ~/ray_results/NAME   its trials, best trial and plots
+    lightning-tune resume ~/ray_results/NAME   continue it after an interruption
+
+Torch, Lightning and Ray are imported only once a command runs. Input the user can fix (a bad
+file, key or value, a folder that is no experiment) ends with one line on stderr and exit
+status 2, as argparse does for bad arguments.
+"""
 
 from __future__ import annotations
 
 import argparse
+import inspect
+import os
 import sys
-from typing import List, Optional
+from typing import Any, Dict, List, Mapping, Optional
+
+# tune_lightning arguments a YAML file cannot set, and what to do instead
+_NOT_IN_YAML = {
+    "callbacks": "callbacks are Python objects, which YAML cannot hold; call tune_lightning "
+                 "from Python to pass them",
+    "datamodule": None,  # set by the top-level ``datamodule`` import path
+}
+# what tune_lightning raises for arguments it rejects before any trial runs
+_REJECTED = (ValueError, TypeError, FileExistsError, FileNotFoundError, ImportError)
+
+
+class _UsageError(Exception):
+    """Input the user can fix: reported as one line, exit status 2."""
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lightning-tune", description="Ray Tune searches over PyTorch Lightning models.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser(
+        "run", help="run a search described in a YAML file",
+        description="Run a tune_lightning search described in a YAML file, then print its "
+                    "trials and best config and write its plots into the experiment folder. "
+                    "The file names `model` (an import path, package.module:Class), optionally "
+                    "`datamodule` (likewise), `space` (a curated space name from "
+                    "search_spaces, a list of them, a YAML file, or the parameters inline) and "
+                    "any other tune_lightning argument with a plain value (metric, mode, "
+                    "num_samples, max_epochs, strategy, scheduler, trainer_kwargs, ...). Paths "
+                    "in the file are relative to the file. Example: "
+                    "lightning_tune/examples/digits_search.yaml.")
+    run.add_argument("config", metavar="CONFIG.yaml", help="the search, as a YAML file")
+    run.add_argument("--name", help="the experiment's name (overrides `name` in the file)")
+    run.add_argument("--storage-path", metavar="DIR",
+                     help="where experiments are written (overrides `storage_path` in the file; "
+                          "default ~/ray_results)")
+    run.add_argument("--num-samples", metavar="N", type=int,
+                     help="how many trials to sample (overrides `num_samples` in the file)")
+    run.set_defaults(handler=_run)
+
+    report = commands.add_parser(
+        "report", help="show the trials and plots of an experiment",
+        description="Read a finished or interrupted tune_lightning experiment without running "
+                    "anything: print a table of its trials and its best trial, and write "
+                    "optimisation_history.png, parallel_coordinates.png and "
+                    "learning_curves.png.")
+    report.add_argument("path", metavar="PATH",
+                        help="the experiment folder (storage_path/name)")
+    report.add_argument("--out", metavar="DIR",
+                        help="write the plots here instead of into the experiment folder")
+    report.set_defaults(handler=_report)
+
     resume = commands.add_parser(
         "resume", help="continue an interrupted experiment from its directory",
         description="Continue an interrupted tune_lightning experiment. Finished trials are not "
                     "run again; running ones continue from their last checkpoint.")
-    resume.add_argument("path", help="the experiment directory (storage_path/name)")
+    resume.add_argument("path", metavar="PATH",
+                        help="the experiment directory (storage_path/name)")
     resume.add_argument("--resume-errored", action="store_true",
                         help="also retry trials that had failed")
+    resume.set_defaults(handler=_resume)
     return parser
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = _parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except _UsageError as error:
+        one_line = " ".join(str(error).split())
+        print(f"lightning-tune {args.command}: {one_line}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    from lightning_tune.api import tune_lightning
+    from lightning_tune.errors import AllTrialsFailedError
+
+    arguments = read_run_config(args.config)
+    overrides = {"name": args.name, "storage_path": args.storage_path,
+                 "num_samples": args.num_samples}
+    arguments.update({key: value for key, value in overrides.items() if value is not None})
+    model_cls, space = arguments.pop("model_cls"), arguments.pop("space")
+    try:
+        result = tune_lightning(model_cls, space, **arguments)
+    except AllTrialsFailedError as error:
+        print(f"lightning-tune run: {error}", file=sys.stderr)
+        return 1
+    except FileExistsError as error:
+        raise _UsageError(f"{error} From the shell: lightning-tune resume PATH, or run again "
+                          "with --name NEW_NAME.") from error
+    except _REJECTED as error:
+        raise _UsageError(str(error)) from error
+    print(_trials_table(result))
+    _print_best(result)
+    _print_plots(result.save_plots(result.experiment_path))
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from lightning_tune.api import load_result
+
+    try:
+        result = load_result(args.path)
+    except (FileNotFoundError, ValueError) as error:
+        raise _UsageError(str(error)) from error
+    print(_trials_table(result))
+    _print_best(result)
+    _print_plots(result.save_plots(args.out or result.experiment_path))
+    return 0
+
+
+def _resume(args: argparse.Namespace) -> int:
     from lightning_tune.api import resume
 
     try:
         result = resume(args.path, resume_errored=args.resume_errored)
     except (FileNotFoundError, ImportError, ValueError) as error:
-        print(f"lightning-tune resume: {error}", file=sys.stderr)
-        return 2
+        raise _UsageError(str(error)) from error
+    _print_best(result)
+    return 0
+
+
+def yaml_keys() -> List[str]:
+    """The keys a run file may hold: ``model``, ``datamodule``, ``space`` and every plain
+    keyword argument of tune_lightning (read from its signature, so new ones join by themselves).
+    """
+    from lightning_tune.api import tune_lightning
+
+    parameters = inspect.signature(tune_lightning).parameters.values()
+    return ["model", "datamodule", "space"] + [
+        parameter.name for parameter in parameters
+        if parameter.kind is parameter.KEYWORD_ONLY and parameter.name not in _NOT_IN_YAML]
+
+
+def read_run_config(path: str) -> Dict[str, Any]:
+    """tune_lightning's arguments from a run file: ``model_cls``, ``space`` and the rest."""
+    import yaml
+
+    if not os.path.isfile(path):
+        raise _UsageError(f"{path}: no such file. Pass a YAML file describing the search, e.g. "
+                          "lightning_tune/examples/digits_search.yaml.")
+    with open(path) as handle:
+        try:
+            data = yaml.safe_load(handle)
+        except yaml.YAMLError as error:
+            raise _UsageError(f"{path} is not valid YAML: {error}") from error
+    if not isinstance(data, Mapping):
+        raise _UsageError(f"{path} must hold a mapping of settings (model: ..., space: ..., "
+                          f"num_samples: ...), got {type(data).__name__}.")
+    allowed = yaml_keys()
+    for key in data:
+        if key in _NOT_IN_YAML and _NOT_IN_YAML[key]:
+            raise _UsageError(f"{path}: {key!r} cannot be set in a file: {_NOT_IN_YAML[key]}.")
+        if key not in allowed:
+            raise _UsageError(f"{path}: unknown key {key!r}. Allowed keys: {', '.join(allowed)}.")
+    if "model" not in data:
+        raise _UsageError(f"{path}: missing `model`, the LightningModule to search over, as an "
+                          "import path: model: package.module:Class.")
+    folder = os.path.dirname(os.path.abspath(path))
+    arguments = {key: value for key, value in data.items()
+                 if key not in ("model", "datamodule", "space")}
+    arguments["model_cls"] = _import(path, "model", data["model"])
+    if data.get("datamodule") is not None:
+        arguments["datamodule"] = _import(path, "datamodule", data["datamodule"])
+    arguments["space"] = _space(path, data.get("space"), folder)
+    if isinstance(arguments.get("storage_path"), str):
+        arguments["storage_path"] = os.path.join(folder, os.path.expanduser(
+            arguments["storage_path"]))
+    return arguments
+
+
+def _import(path: str, key: str, value: Any) -> type:
+    from lightning_tune._record import import_class
+
+    if not isinstance(value, str) or ":" not in value:
+        raise _UsageError(f"{path}: {key} must be an import path 'package.module:Class', got "
+                          f"{value!r}.")
+    try:
+        return import_class(value, f"{key} class")
+    except ImportError as error:
+        cause = f" ({error.__cause__})" if error.__cause__ else ""
+        raise _UsageError(f"{path}: cannot import {key} {value!r}{cause}. Define the class in "
+                          "a module that Python can import (install its package, or add its "
+                          "folder to PYTHONPATH).") from error
+
+
+def _space(path: str, value: Any, folder: str) -> Any:
+    """A space as tune_lightning takes it: a curated name, a file path or the parameters."""
+    import search_spaces
+
+    curated = search_spaces.names()
+    what = (f"a curated space name ({', '.join(curated)}), a list of them, a YAML file "
+            "(relative to this file) or the parameters as a mapping")
+    if value is None:
+        raise _UsageError(f"{path}: missing `space`: give {what}.")
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, list) and value and all(isinstance(name, str) for name in value):
+        unknown = [name for name in value if name not in curated]
+        if unknown:
+            raise _UsageError(f"{path}: space: no curated space named {unknown}; available: "
+                              f"{', '.join(curated)}.")
+        return search_spaces.load(*value)  # merged in order, a later one overriding
+    if isinstance(value, str):
+        if value in curated:
+            return value
+        file = os.path.join(folder, os.path.expanduser(value))
+        if os.path.isfile(file):
+            return file
+        raise _UsageError(f"{path}: space {value!r} is neither a curated space nor a file "
+                          f"(looked for {file}); give {what}.")
+    raise _UsageError(f"{path}: space must be {what}, got {value!r}.")
+
+
+def _trials_table(result: Any) -> str:
+    """One readable row per trial: id, status, searched values, best metric, epochs."""
+    frame = result.dataframe
+    best: Dict[str, float] = {}
+    for trial in result.result_grid:
+        history = trial.metrics_dataframe
+        if history is None or result.metric not in history or "trial_id" not in history:
+            continue
+        values = history[result.metric].dropna()
+        if len(values):
+            best[str(history["trial_id"].iloc[0])] = (values.min() if result.mode == "min"
+                                                      else values.max())
+    columns = [c for c in ["trial_id", "status", *result._searched] if c in frame]
+    table = frame[columns].copy()
+    table[f"best {result.metric}"] = [best.get(str(t)) for t in frame["trial_id"]]
+    if "training_iteration" in frame:
+        table["epochs"] = frame["training_iteration"]
+    table = table.sort_values("trial_id")
+    return table.to_string(index=False, na_rep="-", float_format=lambda value: f"{value:.4g}")
+
+
+def _print_best(result: Any) -> None:
+    trial_id = result.best_metrics.get("trial_id")
+    epoch = result.best_metrics.get("training_iteration")
+    if trial_id is not None:
+        print(f"best trial: {trial_id}" + (f" (epoch {epoch})" if epoch is not None else ""))
     print(f"best config: {result.best_config}")
     print(f"best {result.metric}: {result.best_metrics.get(result.metric)}")
     print(f"experiment: {result.experiment_path}")
-    return 0
+
+
+def _print_plots(paths: Mapping[str, str]) -> None:
+    for name, path in paths.items():
+        print(f"{name.replace('_', ' ')}: {path}")
 
 
 if __name__ == "__main__":

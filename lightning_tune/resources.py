@@ -70,21 +70,6 @@ def bundle_fits(needed: Mapping[str, float], offered: Mapping[str, float]) -> bo
     return all(offered.get(name, 0) >= amount for name, amount in needed.items() if amount)
 
 
-def ensure_ray() -> None:
-    """Join the running Ray (or the one ``RAY_ADDRESS`` names); otherwise start a local one."""
-    import os
-
-    import ray
-
-    if ray.is_initialized():
-        return
-    address = os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address)
-    else:
-        ray.init(include_dashboard=False)
-
-
 def check_cluster_can_hold(bundles: list, placement_strategy: str = "PACK",
                            what: str = "This trial") -> None:
     """Fail at once when the connected Ray cluster can never place ``bundles``.

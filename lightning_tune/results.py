@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
-from typing import Any, Dict, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence
 
 import pandas as pd
 import torch
@@ -11,6 +12,20 @@ from ray import tune
 from ray.tune import ResultGrid
 
 from lightning_tune._routing import ConfigRouting
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+
+def _config_of(result: Any) -> Dict[str, Any]:
+    """A trial's config; for a trial that never reported, Tune keeps it only in params.json."""
+    if result.config:
+        return dict(result.config)
+    params = os.path.join(str(result.path or ""), "params.json")
+    if result.path and os.path.exists(params):
+        with open(params) as handle:
+            return json.load(handle)
+    return {}
 
 
 class TuneLightningResult:
@@ -51,8 +66,18 @@ class TuneLightningResult:
 
     @property
     def dataframe(self) -> pd.DataFrame:
-        """One row per trial: its id, searched values (plain names), status, metrics."""
+        """One row per trial: its id, searched values (plain names), status, metrics.
+
+        A trial that failed before its first report has a row too (status ERROR, no metrics),
+        which Tune's own dataframe leaves out.
+        """
         frame = self.result_grid.get_dataframe()
+        unreported = [{"trial_id": (result.metrics or {}).get("trial_id"),
+                       **{f"config/{key}": value for key, value in _config_of(result).items()}}
+                      for result in self.result_grid
+                      if result.metrics_dataframe is None or result.metrics_dataframe.empty]
+        if unreported:
+            frame = pd.concat([frame, pd.DataFrame(unreported)], ignore_index=True)
         frame = frame.rename(columns={f"config/{name}": name for name in self._searched})
         statuses = {(result.metrics or {}).get("trial_id"): "ERROR" if result.error else "TERMINATED"
                     for result in self.result_grid}
@@ -74,6 +99,40 @@ class TuneLightningResult:
         model.load_state_dict(state["state_dict"])
         model.eval()
         return model
+
+    # Plots live in lightning_tune.plots; imported on use, so results load without matplotlib.
+    def plot_optimisation_history(self, path: Optional[str] = None) -> "Figure":
+        """Each trial's best ``metric`` in trial order, with the best so far as a step line.
+
+        ``path``: also save the figure there (PNG, 100 dpi).
+        """
+        from lightning_tune import plots
+
+        return plots.optimisation_history(self, path=path)
+
+    def plot_parallel_coordinates(self, params: Optional[Sequence[str]] = None,
+                                  path: Optional[str] = None) -> "Figure":
+        """One line per trial across ``params`` (default: the searched ones) and the metric.
+
+        Lines are coloured by the metric; numeric axes spanning over a decade are log scale,
+        strings and booleans sit at evenly spaced ticks.
+        """
+        from lightning_tune import plots
+
+        return plots.parallel_coordinates(self, params=params, path=path)
+
+    def plot_learning_curves(self, metric: Optional[str] = None,
+                             path: Optional[str] = None) -> "Figure":
+        """``metric`` (default: the one the search optimised) per epoch, one line per trial."""
+        from lightning_tune import plots
+
+        return plots.learning_curves(self, metric=metric, path=path)
+
+    def save_plots(self, directory: str) -> Dict[str, str]:
+        """Write the three plots as PNG into ``directory``; returns their paths by plot name."""
+        from lightning_tune import plots
+
+        return plots.save_plots(self, directory)
 
     def __repr__(self) -> str:
         return (f"TuneLightningResult(trials={len(self.result_grid)}, best {self.metric}="

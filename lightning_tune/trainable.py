@@ -159,7 +159,17 @@ class _TrialSettings:
         kwargs.update(self.trainer_kwargs)
         trainer = tree_module(self.tree).Trainer(**kwargs)
         with _restored_checkpoint(reporter) as ckpt_path:
-            trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+            _fit(trainer, model, datamodule, ckpt_path)
+
+
+def _fit(trainer: Any, model: Any, datamodule: Any, ckpt_path: Optional[str]) -> None:
+    """Train, continuing from ``ckpt_path`` if given, loaded as data only (``weights_only``).
+
+    A checkpoint in a results directory is a file anyone with write access could have
+    replaced; unpickling it in full would run whatever it names.
+    """
+    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path,
+                weights_only=True if ckpt_path else None)
 
 
 @contextlib.contextmanager

@@ -24,10 +24,12 @@ def ray_cpus():
 def ray_cluster(ray_cpus):
     import ray
 
+    from lightning_tune.cluster import start_local_ray
+
     if ray.is_initialized():
         ray.shutdown()
-    ray.init(num_cpus=ray_cpus, include_dashboard=False, log_to_driver=False,
-             configure_logging=False)
+    # the toolkit's own loopback-only local Ray: every test trains over 127.0.0.1
+    start_local_ray(num_cpus=ray_cpus, log_to_driver=False, configure_logging=False)
     yield ray
     ray.shutdown()
 

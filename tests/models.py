@@ -43,9 +43,19 @@ class RecordingClassifier(DigitsClassifier):
             "global_rank": self.global_rank, "local_rank": self.trainer.local_rank,
             "node_rank": self.trainer.node_rank, "world_size": self.trainer.world_size,
             "backend": dist.get_backend() if dist.is_initialized() else None,
-            "env_rank": os.environ.get("RANK"),
+            "env_rank": os.environ.get("RANK"), "node_id": ray.get_runtime_context().get_node_id(),
+            "num_nodes": self.trainer.num_nodes,
         }
-        path = os.path.join(self.record_dir, f"{self.trial_tag}_{self.global_rank}_{os.getpid()}.json")
+        self._write("fit", record)
+
+    def on_train_end(self):
+        # DDP keeps every rank's weights equal; a sum that differs means gradients were not shared
+        total = float(sum(parameter.detach().double().sum() for parameter in self.parameters()))
+        self._write("end", {"global_rank": self.global_rank, "param_sum": total})
+
+    def _write(self, kind, record):
+        path = os.path.join(self.record_dir,
+                            f"{kind}_{self.trial_tag}_{self.global_rank}_{os.getpid()}.json")
         with open(path, "w") as handle:
             json.dump(record, handle)
 
@@ -122,6 +132,24 @@ class SlowEpochClassifier(EpochLoggingClassifier):
         import time
 
         time.sleep(self.epoch_sleep)
+
+
+class NodeRecordingClassifier(SlowEpochClassifier):
+    """Every rank notes, each epoch, which Ray node it trains on (``record_dir``, one file each)."""
+
+    def __init__(self, record_dir: str, trial_tag: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.record_dir, self.trial_tag = record_dir, trial_tag
+
+    def on_train_epoch_start(self):
+        import time
+
+        record = {"trial_tag": self.trial_tag, "epoch": self.current_epoch, "time": time.time(),
+                  "global_rank": self.global_rank, "pid": os.getpid(),
+                  "node_id": ray.get_runtime_context().get_node_id()}
+        name = f"{self.trial_tag}_{self.current_epoch}_{self.global_rank}_{os.getpid()}.json"
+        with open(os.path.join(self.record_dir, name), "w") as handle:
+            json.dump(record, handle)
 
 
 class StallingClassifier(DigitsClassifier):

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import threading
+import time
 
 import lightning.pytorch as pl
 import pytest
@@ -44,7 +45,7 @@ def test_fit_trains_the_driver_model_and_brings_rank0_state_back(ray_cluster, tm
     assert trainer.state.finished and trainer.current_epoch == 2
     # 1,257 rows, batch 64: 20 batches an epoch split over 2 ranks -> 10 steps per rank per epoch
     assert trainer.global_step == 20
-    records = sorted((json.load(open(path)) for path in glob.glob(str(tmp_path / "*.json"))),
+    records = sorted((json.load(open(path)) for path in glob.glob(str(tmp_path / "fit_*.json"))),
                      key=lambda record: record["global_rank"])
     assert [r["global_rank"] for r in records] == [0, 1]
     assert [r["local_rank"] for r in records] == [0, 1]
@@ -95,16 +96,24 @@ def test_exception_on_rank_1_reaches_the_driver_with_rank_and_traceback(ray_clus
     assert_no_workers_left(ray_cluster)
 
 
-def test_keyboard_interrupt_tears_workers_down(ray_cluster):
+def test_keyboard_interrupt_tears_workers_down(ray_cluster, tmp_path):
     previous = signal.getsignal(signal.SIGINT)
     trainer = make_trainer(max_epochs=1000)
-    timer = threading.Timer(12.0, _thread.interrupt_main)
+
+    def interrupt_once_both_ranks_train():  # Ctrl-C in the middle of training, however slow start-up is
+        deadline = time.monotonic() + 120
+        while len(glob.glob(str(tmp_path / "fit_*.json"))) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(2.0)
+        _thread.interrupt_main()
+
+    timer = threading.Thread(target=interrupt_once_both_ranks_train, daemon=True)
     timer.start()
     try:
         with pytest.raises(SystemExit):  # Lightning exits after a KeyboardInterrupt
-            trainer.fit(DigitsClassifier(), datamodule=DigitsDataModule())
+            trainer.fit(RecordingClassifier(record_dir=str(tmp_path)), datamodule=DigitsDataModule())
     finally:
-        timer.cancel()
+        timer.join()
         signal.signal(signal.SIGINT, previous)
     assert trainer.interrupted
     assert_no_workers_left(ray_cluster)

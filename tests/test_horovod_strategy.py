@@ -59,7 +59,7 @@ def test_fit_trains_the_driver_model_fit_twice(ray_cluster, tmp_path):
     assert any(not torch.equal(before[name], value) for name, value in model.state_dict().items())
     assert {"val_loss", "val_acc"} <= set(trainer.callback_metrics)
     assert trainer.current_epoch == 1 and trainer.global_step == 10  # data sharded over 2 ranks
-    records = sorted((json.load(open(path)) for path in glob.glob(str(tmp_path / "*.json"))),
+    records = sorted((json.load(open(path)) for path in glob.glob(str(tmp_path / "fit_*.json"))),
                      key=lambda record: record["global_rank"])
     assert [r["global_rank"] for r in records] == [0, 1]
     assert {r["backend"] for r in records} == {None}  # Horovod, not torch.distributed
@@ -115,7 +115,7 @@ def test_horovod_trials_keep_workers_in_their_own_bundles(ray_cluster, tmp_path)
                                               "trial_tag": tune.grid_search([0, 1])},
                       run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0)).fit()
     assert not grid.errors
-    records = [json.load(open(path)) for path in glob.glob(str(record_dir / "*.json"))]
+    records = [json.load(open(path)) for path in glob.glob(str(record_dir / "fit_*.json"))]
     groups = {tag: {r["placement_group"] for r in records if r["trial_tag"] == tag} for tag in (0, 1)}
     assert len(records) == 4 and all(len(group) == 1 for group in groups.values())
     assert groups[0] != groups[1]

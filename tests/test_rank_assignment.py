@@ -4,7 +4,7 @@ from lightning_tune.launchers.ray import WorkerHost, assign_ranks
 
 
 def test_uneven_interleaved_nodes():
-    described = [WorkerHost("nodeA", "10.0.0.1", [], "eth0"), WorkerHost("nodeB", "10.0.0.2", [], "eth0"),
+    described = [WorkerHost("nodeA", "10.0.0.1", [], "eth0"), WorkerHost("nodeB", "10.0.0.2", [], "ens5"),
                  WorkerHost("nodeA", "10.0.0.1", [], "eth0"), WorkerHost("nodeA", "10.0.0.1", [], "eth0")]
     placements, envs = assign_ranks(described, main_port=29500)
     assert [p.global_rank for p in placements] == [0, 1, 2, 3]
@@ -16,6 +16,7 @@ def test_uneven_interleaved_nodes():
     assert [env["RANK"] for env in envs] == ["0", "1", "2", "3"]
     assert envs[1]["NODE_RANK"] == "1" and envs[3]["LOCAL_RANK"] == "2"
     assert all("CUDA_VISIBLE_DEVICES" not in env for env in envs)
+    assert [env["GLOO_SOCKET_IFNAME"] for env in envs] == ["eth0", "ens5", "eth0", "eth0"]
 
 
 def test_gpus_one_each_and_shared():

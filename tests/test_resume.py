@@ -127,3 +127,45 @@ def test_what_cannot_be_recorded_must_be_given_again(tmp_path):
     with pytest.raises(ValueError, match="datamodule, trainer_kwargs, callbacks that cannot be "
                                          "recorded.*resume\\(path, datamodule=..."):
         resume(str(tmp_path))
+
+
+class _CreatesAFileWhenUnpickled:
+    """What a tampered checkpoint could hold: unpickling it calls open(path, "w")."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_a_trial_resumes_from_its_checkpoint_as_data_only(tmp_path):
+    import pickle
+
+    import lightning.pytorch as pl
+    import torch
+
+    from lightning_tune.trainable import _fit
+
+    def trainer(max_epochs):
+        return pl.Trainer(max_epochs=max_epochs, logger=False, enable_progress_bar=False,
+                          enable_checkpointing=False, enable_model_summary=False,
+                          limit_train_batches=2, limit_val_batches=1)
+
+    first = trainer(1)
+    first.fit(EpochLoggingClassifier(), datamodule=DigitsDataModule())
+    clean = str(tmp_path / "clean.ckpt")
+    first.save_checkpoint(clean, weights_only=False)
+
+    continued = trainer(2)
+    _fit(continued, EpochLoggingClassifier(), DigitsDataModule(), clean)
+    assert continued.current_epoch == 2 and continued.global_step == 4  # went on from epoch 1
+
+    marker = tmp_path / "code_ran"
+    tampered = str(tmp_path / "tampered.ckpt")
+    state = torch.load(clean, weights_only=False)
+    state["extra"] = _CreatesAFileWhenUnpickled(str(marker))
+    torch.save(state, tampered)
+    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+        _fit(trainer(2), EpochLoggingClassifier(), DigitsDataModule(), tampered)
+    assert not marker.exists(), "loading the checkpoint ran code it carried"

@@ -38,7 +38,7 @@ def test_two_ddp_trials_keep_their_workers_in_their_own_bundles(ray_cluster, tmp
     grid = run_tuner(trainable, {"record_dir": str(record_dir),
                                  "trial_tag": tune.grid_search([0, 1])}, tmp_path)
     assert not grid.errors
-    records = [json.load(open(path)) for path in glob.glob(str(record_dir / "*.json"))]
+    records = [json.load(open(path)) for path in glob.glob(str(record_dir / "fit_*.json"))]
     assert len(records) == 4
     groups = {tag: {r["placement_group"] for r in records if r["trial_tag"] == tag} for tag in (0, 1)}
     assert all(len(group) == 1 for group in groups.values())  # both ranks in one group

@@ -25,7 +25,8 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from lightning_tune import session
 from lightning_tune.errors import TrialShapeError, WorkerError
-from lightning_tune.resources import bundle_fits, check_cluster_can_hold, ensure_ray
+from lightning_tune.cluster import ensure_ray
+from lightning_tune.resources import bundle_fits, check_cluster_can_hold
 
 log = logging.getLogger(__name__)
 _PLACEMENT_WAIT_LOG_S = 30.0
@@ -113,12 +114,14 @@ class _TrainingWorker:
 
     def describe(self) -> WorkerHost:
         ip = ray.util.get_node_ip_address()
+        # gloo talks over the interface Ray uses (loopback for a local Ray) unless told otherwise
+        interface = os.environ.get("GLOO_SOCKET_IFNAME") or _interface_of(ip)
         return WorkerHost(ray.get_runtime_context().get_node_id(), ip,
-                          [str(gpu) for gpu in ray.get_gpu_ids()], _interface_of(ip))
+                          [str(gpu) for gpu in ray.get_gpu_ids()], interface)
 
     def free_port(self) -> int:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind(("", 0))
+            sock.bind((ray.util.get_node_ip_address(), 0))
             return sock.getsockname()[1]
 
     def run(self, payload: bytes, placement: WorkerPlacement, env: Dict[str, str],
@@ -248,6 +251,7 @@ def assign_ranks(described: List[WorkerHost],
             "WORLD_SIZE": str(placement.world_size), "RANK": str(rank),
             "LOCAL_RANK": str(placement.local_rank), "NODE_RANK": str(placement.node_rank),
             "LOCAL_WORLD_SIZE": str(placement.local_world_size),
+            "GLOO_SOCKET_IFNAME": host.interface,
         }
         if gpus:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(node_gpus[node_id])

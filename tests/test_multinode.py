@@ -1,0 +1,129 @@
+"""Trials on a two-node Ray cluster (Ray's cluster utilities: two raylets on this machine).
+
+The search joins the cluster through ``RAY_ADDRESS`` alone, as a script submitted to a real
+cluster would. Node ranks and local ranks must follow the nodes the workers landed on, DDP must
+keep the ranks' weights equal across nodes, and losing a node must cost only a retry.
+"""
+
+import glob
+import json
+import os
+import threading
+
+import pytest
+import ray
+from ray import tune
+from ray.cluster_utils import Cluster
+
+from lightning_tune import tune_lightning
+from tests.conftest import alive_actors
+from tests.models import DigitsDataModule, NodeRecordingClassifier, RecordingClassifier
+
+pytestmark = pytest.mark.timeout(300)
+
+# a dead node is noticed within ~2 s instead of Ray's default ~30 s
+_FAST_NODE_DEATH = {"health_check_initial_delay_ms": 1000, "health_check_period_ms": 500,
+                    "health_check_failure_threshold": 4}
+
+
+@pytest.fixture(scope="module")
+def two_nodes():
+    if ray.is_initialized():
+        ray.shutdown()
+    cluster = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 2, "include_dashboard": False, "_system_config": _FAST_NODE_DEATH})
+    second = cluster.add_node(num_cpus=2)
+    cluster.wait_for_nodes()
+    yield cluster, second
+    ray.shutdown()
+    cluster.shutdown()
+
+
+@pytest.fixture
+def joined(two_nodes, monkeypatch):
+    """The cluster's address in RAY_ADDRESS; tune_lightning connects by itself."""
+    cluster, second = two_nodes
+    monkeypatch.setenv("RAY_ADDRESS", cluster.address)
+    yield cluster, second
+    ray.shutdown()
+
+
+def records(directory, prefix):
+    return [json.load(open(path)) for path in glob.glob(os.path.join(directory, prefix + "*.json"))]
+
+
+def test_workers_spanning_both_nodes_get_node_and_local_ranks(joined, tmp_path):
+    cluster, second = joined
+    record_dir = tmp_path / "records"
+    record_dir.mkdir()
+    # 3 one-CPU workers on two 2-CPU nodes: one node holds two ranks, the other one
+    result = tune_lightning(
+        RecordingClassifier, {"record_dir": str(record_dir), "lr": 1e-2},
+        datamodule=DigitsDataModule, num_samples=1, max_epochs=2, strategy="ddp", num_workers=3,
+        search_alg="random", scheduler="fifo", storage_path=str(tmp_path), name="spanning",
+        verbose=0)
+
+    assert ray.get_runtime_context().gcs_address == cluster.address  # joined, did not start one
+    assert result.best_metrics["training_iteration"] == 2
+    assert result.best_metrics["val_acc"] > 0.5
+    fits = sorted(records(record_dir, "fit_"), key=lambda record: record["global_rank"])
+    assert [r["global_rank"] for r in fits] == [0, 1, 2]
+    nodes = [r["node_id"] for r in fits]
+    assert len(set(nodes)) == 2, "the three workers did not span both nodes"
+    first_seen = list(dict.fromkeys(nodes))
+    assert [r["node_rank"] for r in fits] == [first_seen.index(node) for node in nodes]
+    assert [r["local_rank"] for r in fits] == [nodes[:rank].count(node)
+                                               for rank, node in enumerate(nodes)]
+    assert {r["num_nodes"] for r in fits} == {2} and {r["world_size"] for r in fits} == {3}
+    ends = records(record_dir, "end_")
+    assert len(ends) == 3
+    assert len({round(r["param_sum"], 6) for r in ends}) == 1, "ranks' weights diverged"
+    assert alive_actors("_TrainingWorker") == []
+
+
+def test_losing_a_node_mid_experiment_retries_its_trials_on_the_rest(joined, tmp_path):
+    cluster, second = joined
+    record_dir = tmp_path / "records"
+    record_dir.mkdir()
+    lost_node = second.node_id
+    space = {"record_dir": str(record_dir), "trial_tag": tune.grid_search([0, 1]),
+             "epoch_sleep": 0.5, "lr": 1e-2}
+
+    removed_at = {}
+    stop = threading.Event()
+
+    def remove_second_node_once_used():
+        """Once a trial on the second node has reported an epoch (and its checkpoint), kill the node."""
+        while not stop.wait(0.2):
+            on_second = [r for r in records(record_dir, "") if r["node_id"] == lost_node]
+            if any(r["epoch"] >= 1 for r in on_second):
+                removed_at["trials"] = {r["trial_tag"] for r in on_second}
+                cluster.remove_node(second, allow_graceful=False)
+                return
+
+    killer = threading.Thread(target=remove_second_node_once_used, daemon=True)
+    killer.start()
+    try:
+        result = tune_lightning(
+            NodeRecordingClassifier, space, datamodule=DigitsDataModule, max_epochs=3,
+            strategy="ddp", num_workers=2, search_alg="grid", scheduler="fifo", num_samples=1,
+            max_concurrent_trials=2, max_failures=2, storage_path=str(tmp_path),
+            name="losing_a_node", verbose=0)
+    finally:
+        stop.set()
+        killer.join()
+
+    assert removed_at, "the second node was never used, so it was not removed"
+    frame = result.dataframe
+    assert list(frame["status"]) == ["TERMINATED"] * 2
+    assert sorted(frame["training_iteration"]) == [3, 3]
+    seen = records(record_dir, "")
+    for tag in removed_at["trials"]:
+        before = [r["epoch"] for r in seen if r["trial_tag"] == tag and r["node_id"] == lost_node]
+        after = [r["epoch"] for r in seen if r["trial_tag"] == tag and r["node_id"] != lost_node]
+        assert max(before) >= 1
+        assert after, f"trial {tag} was not retried on the remaining node"
+        # retried from its checkpoint: the run on the remaining node does not start at epoch 0
+        assert min(after) >= 1 and max(after) == 2, (before, after)
+    assert {node["NodeID"] for node in ray.nodes() if node["Alive"]} == {cluster.head_node.node_id}
+    assert alive_actors("_TrainingWorker") == []
