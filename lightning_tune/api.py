@@ -176,6 +176,7 @@ def resume(experiment_path: str, *, resume_errored: bool = False,
     if not tune.Tuner.can_restore(experiment_path):
         raise FileNotFoundError(f"{experiment_path} holds no Tune experiment state to resume "
                                 "(the search stopped before Tune saved any).")
+    _check_experiment_state(experiment_path)
     ensure_ray()
     tuner = tune.Tuner.restore(experiment_path, trainable, resume_unfinished=True,
                                resume_errored=resume_errored, restart_errored=False)
@@ -184,6 +185,30 @@ def resume(experiment_path: str, *, resume_errored: bool = False,
 
 
 _resume_experiment = resume  # tune_lightning's own ``resume`` flag hides the function
+
+
+def _check_experiment_state(experiment_path: str) -> None:
+    """Refuse a cut-short experiment state, which Tune would replace by a fresh search.
+
+    Tune copies its state into storage file by file; a driver killed during that copy can
+    leave the newest state file empty. Tune then logs the error and quietly starts the search
+    over (new trials, default configs) instead of continuing it.
+    """
+    from ray.tune.execution.experiment_state import _find_newest_experiment_checkpoint
+
+    newest = _find_newest_experiment_checkpoint(experiment_path)
+    if newest is None:
+        return
+    try:
+        with open(newest) as handle:
+            json.load(handle)
+    except ValueError as error:
+        raise ValueError(
+            f"Tune's experiment state {newest} is empty or cut short ({error}): the driver was "
+            "probably killed while Tune was writing it, so the trials' progress cannot be read "
+            "and Tune would start the search over. Nothing was run. Trials' checkpoints and "
+            "results in the folder are untouched; start a new experiment (another name) to "
+            "search again.") from error
 
 
 def load_result(experiment_path: str) -> TuneLightningResult:

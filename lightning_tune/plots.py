@@ -8,6 +8,7 @@ Trials that reported nothing (errored at start-up) are left out rather than fail
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from dataclasses import dataclass
@@ -106,6 +107,19 @@ def _spans_decades(values: Sequence[float]) -> bool:
     return bool(finite) and min(finite) > 0 and max(finite) / min(finite) > 10
 
 
+class _Figure(Figure):
+    """A Figure a notebook shows as a PNG by itself, ``%matplotlib inline`` or not.
+
+    Jupyter draws a figure returned by a cell only through the inline backend, which is
+    switched on by pyplot; these figures never touch pyplot, so they bring their own PNG.
+    """
+
+    def _repr_png_(self) -> bytes:
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png", dpi=DPI)
+        return buffer.getvalue()
+
+
 def _finish(figure: Figure, path: Optional[str]) -> Figure:
     if path is not None:
         folder = os.path.dirname(os.path.abspath(path))
@@ -121,7 +135,7 @@ def optimisation_history(result: "TuneLightningResult", path: Optional[str] = No
     order = [trial.index for trial, _ in scores]
     values = np.array([value for _, value in scores])
     running = (np.minimum if result.mode == "min" else np.maximum).accumulate(values)
-    figure = Figure(figsize=(7, 4.2), layout="constrained")
+    figure = _Figure(figsize=(7, 4.2), layout="constrained")
     axes = figure.add_subplot()
     axes.scatter(order, values, zorder=3, label=f"trial's best {metric}")
     axes.step(order, running, where="post", color="tab:red", label="best so far")
@@ -216,7 +230,7 @@ def parallel_coordinates(result: "TuneLightningResult", params: Optional[Sequenc
     axes_ = [_Axis.of(name, [trial.config.get(name) for trial in trials]) for name in params]
     axes_.append(_Axis.of(metric, values))
 
-    figure = Figure(figsize=(max(6.0, 1.7 * len(axes_) + 2), 4.8), layout="constrained")
+    figure = _Figure(figsize=(max(6.0, 1.7 * len(axes_) + 2), 4.8), layout="constrained")
     host = figure.add_subplot()
     positions = np.arange(len(axes_))
     colour_norm = (LogNorm if axes_[-1].kind == "log" else Normalize)(*axes_[-1].limits())
@@ -274,7 +288,7 @@ def learning_curves(result: "TuneLightningResult", metric: Optional[str] = None,
     ranked = sorted(curves, key=lambda item: pick(item[1][metric]),
                     reverse=result.mode == "max")
     named = {trial.index for trial, _ in ranked[:LEGEND_MAX_TRIALS]}
-    figure = Figure(figsize=(9, 4.8), layout="constrained")
+    figure = _Figure(figsize=(9, 4.8), layout="constrained")
     axes = figure.add_subplot()
     for trial, curve in curves:
         # matplotlib leaves labels starting with "_" out of the legend

@@ -59,6 +59,7 @@ def test_the_search_has_one_errored_trial_without_rows(result):
 
 def test_optimisation_history(result, tmp_path):
     figure = result.plot_optimisation_history(path=str(tmp_path / "history.png"))
+    assert figure._repr_png_().startswith(b"\x89PNG")  # a notebook shows it without pyplot
     assert_png(tmp_path / "history.png")
     axes = figure.axes[0]
     assert axes.get_ylabel() == "val_loss" and axes.get_xlabel() == "trial"

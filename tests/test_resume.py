@@ -30,6 +30,23 @@ def progress(experiment):
     return rows
 
 
+def settled(experiment, quiet_s=0.5):
+    """No file in the experiment changed for ``quiet_s``: Tune is not half-way through copying
+    its state into storage (a kill then leaves an empty state file, which resume refuses)."""
+    def snapshot():
+        stamps = {}
+        for path in glob.glob(os.path.join(experiment, "**"), recursive=True):
+            try:
+                stamps[path] = (os.stat(path).st_mtime_ns, os.stat(path).st_size)
+            except FileNotFoundError:  # removed while we looked: not settled
+                stamps[path] = None
+        return stamps
+
+    before = snapshot()
+    time.sleep(quiet_s)
+    return snapshot() == before
+
+
 def test_driver_killed_part_way_then_resumed(tmp_path, request):
     experiment = str(tmp_path / "interrupted")
     process = subprocess.Popen([sys.executable, "-m", "tests.interrupted_search", str(tmp_path)],
@@ -39,7 +56,8 @@ def test_driver_killed_part_way_then_resumed(tmp_path, request):
     try:
         while time.monotonic() < deadline:  # one trial finished, the other part-way
             rows = progress(experiment)
-            if len(rows.get(0.01, [])) == 4 and 1 <= len(rows.get(0.02, [])) < 4:
+            if (len(rows.get(0.01, [])) == 4 and 1 <= len(rows.get(0.02, [])) < 4
+                    and settled(experiment)):
                 break
             assert process.poll() is None, "the search ended before it could be interrupted"
             time.sleep(0.2)
@@ -169,3 +187,20 @@ def test_a_trial_resumes_from_its_checkpoint_as_data_only(tmp_path):
     with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
         _fit(trainer(2), EpochLoggingClassifier(), DigitsDataModule(), tampered)
     assert not marker.exists(), "loading the checkpoint ran code it carried"
+
+
+def test_a_cut_short_experiment_state_is_refused_before_anything_runs(tmp_path):
+    """An empty state file (driver killed mid-copy) would make Tune restart the search."""
+    from lightning_tune._record import write_record
+
+    experiment = tmp_path / "cut_short"
+    write_record(str(experiment), EpochLoggingClassifier, DigitsDataModule, {
+        "metric": "val_loss", "mode": "min", "max_epochs": 2, "strategy": None,
+        "num_workers": 1, "cpus_per_worker": 1, "gpus_per_worker": 0, "trainer_kwargs": {},
+        "callbacks": [], "searched": ["lr"]})
+    (experiment / "tuner.pkl").write_bytes(b"")
+    (experiment / "experiment_state-2026-11-27_09-00-00.json").write_text("")
+    with pytest.raises(ValueError, match=r"experiment_state-2026-11-27_09-00-00\.json is empty or "
+                                         r"cut short .*Nothing was run"):
+        resume(str(experiment))
+    assert not __import__("ray").is_initialized()
