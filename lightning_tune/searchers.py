@@ -129,7 +129,9 @@ def make_scheduler(scheduler: Union[str, TrialScheduler], max_epochs: int,
     """A Tune trial scheduler; every one counts time in ``training_iteration`` (epochs).
 
     "pbt" mutates the space's sampled parameters (not grids, not conditional ones) every
-    quarter of ``max_epochs``; a mutated trial continues from its donor's checkpoint.
+    quarter of ``max_epochs``; a mutated trial continues from its donor's checkpoint. It is
+    synchronous: trials are ranked when all have reached the same epoch, so a small population
+    on a busy machine still exploits, instead of depending on which trial reported first.
     """
     if isinstance(scheduler, TrialScheduler):
         return scheduler
@@ -157,7 +159,7 @@ def make_scheduler(scheduler: Union[str, TrialScheduler], max_epochs: int,
     return PopulationBasedTraining(time_attr="training_iteration",
                                    perturbation_interval=max(1, max_epochs // 4),
                                    hyperparam_mutations=mutations, quantile_fraction=0.25,
-                                   synch=False)
+                                   synch=True)
 
 
 def pbt_mutations(space: SearchSpace) -> Dict[str, Any]:

@@ -61,7 +61,7 @@ def test_pbt_mutations_really_change_the_learning_rate(ray_cluster, tmp_path):
     the lr the optimizer trained with (logged by the model) equals the trial's new config."""
     space = {"lr": {"distribution": "loguniform", "low": 1e-4, "high": 1e-1}}
     result = tune_lightning(DigitsClassifier, space, datamodule=DigitsDataModule, num_samples=4,
-                            max_epochs=4, scheduler="pbt", seed=3, max_concurrent_trials=4,
+                            max_epochs=3, scheduler="pbt", seed=3, max_concurrent_trials=4,
                             storage_path=str(tmp_path), verbose=0)
     changed = 0
     for trial in result.result_grid:
