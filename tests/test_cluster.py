@@ -1,6 +1,7 @@
 """Where Ray comes from: a local Ray started by the toolkit listens on loopback only."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -35,7 +36,7 @@ ray.shutdown()
 
 
 def test_local_ray_started_by_the_toolkit_listens_on_loopback_only():
-    env = {key: value for key, value in __import__("os").environ.items() if key != "RAY_ADDRESS"}
+    env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
     done = subprocess.run([sys.executable, "-c", _LIST_LISTENERS], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=100)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -10,6 +10,7 @@ import time
 
 import pandas as pd
 import pytest
+import ray
 
 from lightning_tune import resume, tune_lightning
 from lightning_tune._record import RECORD_FILE, read_record
@@ -203,4 +204,4 @@ def test_a_cut_short_experiment_state_is_refused_before_anything_runs(tmp_path):
     with pytest.raises(ValueError, match=r"experiment_state-2026-11-27_09-00-00\.json is empty or "
                                          r"cut short .*Nothing was run"):
         resume(str(experiment))
-    assert not __import__("ray").is_initialized()
+    assert not ray.is_initialized()
