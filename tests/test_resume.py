@@ -10,7 +10,6 @@ import time
 
 import pandas as pd
 import pytest
-import ray
 
 from lightning_tune import resume, tune_lightning
 from lightning_tune._record import RECORD_FILE, read_record
@@ -204,4 +203,5 @@ def test_a_cut_short_experiment_state_is_refused_before_anything_runs(tmp_path):
     with pytest.raises(ValueError, match=r"experiment_state-2026-11-27_09-00-00\.json is empty or "
                                          r"cut short .*Nothing was run"):
         resume(str(experiment))
-    assert not ray.is_initialized()
+    assert sorted(os.listdir(experiment)) == [  # no trial was started, nothing was written
+        "experiment_state-2026-11-27_09-00-00.json", RECORD_FILE, "tuner.pkl"]
