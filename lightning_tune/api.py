@@ -75,6 +75,7 @@ def tune_lightning(
     verbose: int = 1,
     resume: bool = False,
     worker_timeout_s: Optional[float] = None,
+    reuse_workers: bool = True,
 ) -> TuneLightningResult:
     """Search ``space`` for the best hyperparameters of ``model_cls`` with Ray Tune.
 
@@ -85,12 +86,14 @@ def tune_lightning(
     the datamodule class. ``search_alg``: "random", "grid", "optuna", "hyperopt" or a Tune
     Searcher; ``scheduler``: "fifo", "asha", "hyperband", "median", "pbt" or a TrialScheduler. With
     ``strategy="ddp"`` every trial trains on ``num_workers`` Ray actors of its own.
+    ``reuse_workers`` (Tune's ``reuse_actors``): a finished trial's process, and its worker
+    actors, start the next trial of the same shape instead of new ones being started.
     """
     trainable = lightning_trainable(
         model_cls, datamodule=datamodule, metric=metric, mode=mode, max_epochs=max_epochs,
         strategy=strategy, num_workers=num_workers, cpus_per_worker=cpus_per_worker,
         gpus_per_worker=gpus_per_worker, trainer_kwargs=trainer_kwargs, callbacks=callbacks,
-        worker_timeout_s=worker_timeout_s)
+        worker_timeout_s=worker_timeout_s, reuse_workers=reuse_workers)
     search_space = load_space(space)
     trainable.routing.check_keys(search_space.names())
     _check_positive_int("num_samples", num_samples)
@@ -124,7 +127,7 @@ def tune_lightning(
         num_workers=num_workers, cpus_per_worker=cpus_per_worker,
         gpus_per_worker=gpus_per_worker, trainer_kwargs=trainer_kwargs or {},
         callbacks=[_record.class_path(type(callback)) for callback in callbacks or []],
-        searched=searched, worker_timeout_s=worker_timeout_s))
+        searched=searched, worker_timeout_s=worker_timeout_s, reuse_workers=reuse_workers))
     tuner = tune.Tuner(
         trainable,
         param_space=param_space,
@@ -133,7 +136,8 @@ def tune_lightning(
                                # a variant generator limits itself; Tune would only warn
                                max_concurrent_trials=None if isinstance(
                                    search, BasicVariantGenerator) else max_concurrent_trials,
-                               trial_name_creator=namer, trial_dirname_creator=namer),
+                               trial_name_creator=namer, trial_dirname_creator=namer,
+                               reuse_actors=reuse_workers),
         run_config=RunConfig(
             name=name, storage_path=storage_path, verbose=verbose,
             failure_config=FailureConfig(max_failures=max_failures),
@@ -172,7 +176,8 @@ def resume(experiment_path: str, *, resume_errored: bool = False,
         strategy=settings["strategy"], num_workers=settings["num_workers"],
         cpus_per_worker=settings["cpus_per_worker"], gpus_per_worker=settings["gpus_per_worker"],
         trainer_kwargs=trainer_kwargs if trainer_kwargs is not None else settings["trainer_kwargs"],
-        callbacks=callbacks, worker_timeout_s=settings.get("worker_timeout_s"))
+        callbacks=callbacks, worker_timeout_s=settings.get("worker_timeout_s"),
+        reuse_workers=settings.get("reuse_workers", True))
     if not tune.Tuner.can_restore(experiment_path):
         raise FileNotFoundError(f"{experiment_path} holds no Tune experiment state to resume "
                                 "(the search stopped before Tune saved any).")

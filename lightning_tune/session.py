@@ -1,9 +1,10 @@
 """The bridge that carries rank 0's reports from a worker actor to its Tune trial process.
 
 ``tune.report`` only works in the trial process: called in a worker actor it warns and drops
-the result. So rank 0 puts each report (metrics, and a reference to the checkpoint's bytes in
-Ray's object store) on a small queue actor that takes no CPU from the trial's bundles, and
-waits until the trial process has handed it to Tune. That keeps training in step with Tune:
+the result. So rank 0 puts each report (metrics, and the checkpoint) on a small queue actor that takes
+no CPU from the trial's bundles, and waits until the trial process has handed it to Tune.
+A checkpoint travels as its directory's path when rank 0 shares the trial's node (Tune
+copies it into storage from there), else as its files' bytes in Ray's object store. That keeps training in step with Tune:
 when the scheduler stops a trial, its workers have not trained ahead.
 """
 
@@ -14,7 +15,7 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, NamedTuple, Optional
 
 import ray
 from ray import tune
@@ -36,6 +37,14 @@ class Report:
     metrics: Dict[str, Any]
     # a list so Ray passes the reference through instead of fetching the bytes into the queue
     checkpoint_files: List[ray.ObjectRef] = field(default_factory=list)
+    checkpoint_dir: Optional[str] = None  # instead of the files, on the trial's own node
+
+
+class BridgeEnd(NamedTuple):
+    """What a worker needs to report: the queue, and the node the trial process runs on."""
+
+    queue: Any
+    trial_node_id: str
 
 
 @ray.remote(num_cpus=0)
@@ -70,6 +79,9 @@ class Bridge:
         self.queue = _BridgeQueue.options(scheduling_strategy="DEFAULT").remote()
         self._next: Optional[ray.ObjectRef] = None
 
+    def worker_end(self) -> BridgeEnd:
+        return BridgeEnd(self.queue, ray.get_runtime_context().get_node_id())
+
     def next_report(self) -> ray.ObjectRef:
         """A reference that resolves when rank 0 sends its next report (for ``ray.wait``)."""
         if self._next is None:
@@ -80,8 +92,11 @@ class Bridge:
         """Pass the report that ``next_report`` resolved to Tune, then release rank 0."""
         report = ray.get(self._next)
         self._next = None
-        report_to_tune(report.metrics, files=ray.get(report.checkpoint_files[0])
-                       if report.checkpoint_files else None)
+        if report.checkpoint_dir is not None:
+            report_to_tune(report.metrics, directory=report.checkpoint_dir)
+        else:
+            report_to_tune(report.metrics, files=ray.get(report.checkpoint_files[0])
+                           if report.checkpoint_files else None)
         self.queue.acknowledge.remote()
 
     def close(self) -> None:
@@ -89,14 +104,14 @@ class Bridge:
 
 
 # --- the worker's end -------------------------------------------------------------------------
-_worker_bridge: Optional[Any] = None  # the queue actor's handle, set in worker actors only
+_worker_bridge: Optional[BridgeEnd] = None  # set in worker actors only
 _worker_rank: Optional[int] = None
 
 
-def enter_worker(queue: Optional[Any], rank: int) -> None:
+def enter_worker(bridge_end: Optional[BridgeEnd], rank: int) -> None:
     """Called by the launcher in each worker actor before training starts."""
     global _worker_bridge, _worker_rank
-    _worker_bridge, _worker_rank = queue, rank
+    _worker_bridge, _worker_rank = bridge_end, rank
 
 
 def report(metrics: Mapping[str, Any], checkpoint_dir: Optional[str] = None) -> None:
@@ -109,8 +124,13 @@ def report(metrics: Mapping[str, Any], checkpoint_dir: Optional[str] = None) -> 
     if _worker_rank is not None:
         if _worker_rank != 0 or _worker_bridge is None:
             return
-        files = [ray.put(_read_files(checkpoint_dir))] if checkpoint_dir else []
-        ray.get(_worker_bridge.put.remote(Report(metrics, files)))
+        if not checkpoint_dir:
+            sent = Report(metrics)
+        elif ray.get_runtime_context().get_node_id() == _worker_bridge.trial_node_id:
+            sent = Report(metrics, checkpoint_dir=checkpoint_dir)  # the directory outlives the put
+        else:
+            sent = Report(metrics, [ray.put(_read_files(checkpoint_dir))])
+        ray.get(_worker_bridge.queue.put.remote(sent))
     elif in_tune_trial():
         report_to_tune(metrics, directory=checkpoint_dir)
 

@@ -11,6 +11,7 @@ from ray.tune import PlacementGroupFactory
 
 from lightning_tune import session
 from lightning_tune._lightning import tree_module, tree_of
+from lightning_tune._reuse import start_afresh
 from lightning_tune._routing import ConfigRouting
 from lightning_tune.callbacks import (TrialHyperparameters, TuneReportCheckpointCallback,
                                      _TuneReportBase)
@@ -79,7 +80,8 @@ def lightning_trainable(model_cls: type, *, datamodule: Any = None, metric: str 
                         gpus_per_worker: float = 0,
                         trainer_kwargs: Optional[Dict[str, Any]] = None,
                         callbacks: Optional[Sequence[Any]] = None,
-                        worker_timeout_s: Optional[float] = None) -> Callable[[dict], None]:
+                        worker_timeout_s: Optional[float] = None,
+                        reuse_workers: bool = True) -> Callable[[dict], None]:
     """A Tune function trainable, resources attached, that trains ``model_cls`` on a config.
 
     Each trial builds the model (and the datamodule, if a class) from its config, trains it
@@ -87,6 +89,8 @@ def lightning_trainable(model_cls: type, *, datamodule: Any = None, metric: str 
     the trial's own bundles) and reports every validation epoch with a checkpoint. A restarted trial resumes
     from its last checkpoint with its epoch count intact. ``worker_timeout_s`` ends a
     trial whose rank makes no progress for that long (see :class:`RayDDPStrategy`).
+    ``reuse_workers``: a trial process that Tune reuses (``TuneConfig(reuse_actors=True)``,
+    which ``tune_lightning`` sets) keeps its worker actors warm for the next trial.
     """
     tree = check_model_class(model_cls)
     check_datamodule(datamodule)
@@ -96,6 +100,8 @@ def lightning_trainable(model_cls: type, *, datamodule: Any = None, metric: str 
     if strategy == "horovod":
         import_horovod()  # a missing Horovod is reported here, before Ray starts
     check_worker_shape(num_workers, cpus_per_worker, gpus_per_worker)
+    if not isinstance(reuse_workers, bool):
+        raise TypeError(f"reuse_workers must be True or False, got {reuse_workers!r}.")
     trainer_kwargs = dict(trainer_kwargs or {})
     for key, instead in _RESERVED_TRAINER_KWARGS.items():
         if key in trainer_kwargs:
@@ -104,7 +110,7 @@ def lightning_trainable(model_cls: type, *, datamodule: Any = None, metric: str 
     routing = ConfigRouting(model_cls, datamodule)
     settings = _TrialSettings(tree, routing, metric, max_epochs, strategy, num_workers,
                               cpus_per_worker, gpus_per_worker, trainer_kwargs, callbacks,
-                              worker_timeout_s)
+                              worker_timeout_s, reuse_workers)
 
     def train_lightning(config: Dict[str, Any]) -> None:
         settings.run(config)
@@ -121,12 +127,13 @@ class _TrialSettings:
     def __init__(self, tree: str, routing: ConfigRouting, metric: str, max_epochs: int,
                  strategy: Optional[str], num_workers: int, cpus_per_worker: float,
                  gpus_per_worker: float, trainer_kwargs: Dict[str, Any], callbacks: List[Any],
-                 worker_timeout_s: Optional[float] = None):
+                 worker_timeout_s: Optional[float] = None, reuse_workers: bool = True):
         self.tree, self.routing, self.metric, self.max_epochs = tree, routing, metric, max_epochs
         self.strategy, self.num_workers = strategy, num_workers
         self.cpus_per_worker, self.gpus_per_worker = cpus_per_worker, gpus_per_worker
         self.trainer_kwargs, self.callbacks = trainer_kwargs, callbacks
         self.worker_timeout_s = worker_timeout_s
+        self.reuse_workers = reuse_workers
 
     def _make_strategy(self) -> Any:
         if self.strategy is None:
@@ -136,7 +143,7 @@ class _TrialSettings:
         return strategy_cls.for_tree(self.tree)(
             num_workers=self.num_workers, cpus_per_worker=self.cpus_per_worker,
             use_gpu=bool(gpus), resources_per_worker={"GPU": gpus} if gpus else None,
-            worker_timeout_s=self.worker_timeout_s)
+            worker_timeout_s=self.worker_timeout_s, reuse_workers=self.reuse_workers)
 
     def _report_callback(self) -> Any:
         for callback in self.callbacks:
@@ -145,6 +152,7 @@ class _TrialSettings:
         return TuneReportCheckpointCallback.for_tree(self.tree)(on="validation_end")
 
     def run(self, config: Dict[str, Any]) -> None:
+        start_afresh()  # Tune may have run another trial in this process before
         session.require_metric(self.metric)
         model, datamodule = self.routing.build(config)
         reporter = self._report_callback()

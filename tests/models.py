@@ -84,9 +84,16 @@ class FailOnceClassifier(DigitsClassifier):
 
 
 class EpochLoggingClassifier(DigitsClassifier):
+    """Logs the epoch, and the first epoch this process trained (>0 after a resume)."""
+
+    def on_train_epoch_start(self):
+        if not hasattr(self, "_first_epoch_here"):
+            self._first_epoch_here = self.current_epoch
+
     def validation_step(self, batch, batch_idx):
         super().validation_step(batch, batch_idx)
         self.log("epoch_seen", float(self.current_epoch))
+        self.log("first_epoch_here", float(getattr(self, "_first_epoch_here", self.current_epoch)))
 
 
 class WrongMetricClassifier(DigitsClassifier):
@@ -165,3 +172,56 @@ class StallingClassifier(DigitsClassifier):
         if self.global_rank == self.stall_rank and batch_idx == 3:
             time.sleep(self.stall_s)
         return super().training_step(batch, batch_idx)
+
+
+class LeakyClassifier(DigitsClassifier):
+    """Records, on each rank, what a trial finds in its worker process; can leave state behind.
+
+    ``leave``: at the end of training, set an environment variable, seed every generator
+    with Lightning (``PL_GLOBAL_SEED``) and create a process subgroup, as careless user code
+    might. ``fail``: raise in training after recording.
+    """
+
+    def __init__(self, record_dir: str, trial_tag: int = 0, leave: bool = False,
+                 fail: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.record_dir, self.trial_tag, self.leave, self.fail = record_dir, trial_tag, leave, fail
+        self.trial_pid = os.getpid()  # built in the trial process
+        self.built_sum = self._parameter_sum()
+
+    def _parameter_sum(self) -> float:
+        return float(sum(parameter.detach().double().sum() for parameter in self.parameters()))
+
+    def on_train_start(self):
+        import torch
+        import torch.distributed as dist
+
+        record = {
+            "trial_tag": self.trial_tag, "global_rank": self.global_rank, "pid": os.getpid(),
+            "trial_pid": self.trial_pid, "initial_seed": torch.initial_seed(),
+            "leaked_variable": os.environ.get("LIGHTNING_TUNE_TEST_LEFT"),
+            "pl_global_seed": os.environ.get("PL_GLOBAL_SEED"),
+            "process_groups": len(dist.distributed_c10d._world.pg_map),
+            "master_port": os.environ.get("MASTER_PORT"),
+            "optimizer_state": len(self.trainer.optimizers[0].state),
+            "parameter_sum": self._parameter_sum(), "built_sum": self.built_sum,
+            "cuda_allocated": torch.cuda.memory_allocated() if torch.cuda.is_available() else None,
+        }
+        with open(os.path.join(self.record_dir, f"{self.trial_tag}_{self.global_rank}.json"),
+                  "w") as handle:
+            json.dump(record, handle)
+
+    def training_step(self, batch, batch_idx):
+        if self.fail and batch_idx == 1:
+            raise RuntimeError("deliberate failure after recording")
+        return super().training_step(batch, batch_idx)
+
+    def on_train_end(self):
+        if not self.leave:
+            return
+        import lightning.pytorch as pl
+        import torch.distributed as dist
+
+        os.environ["LIGHTNING_TUNE_TEST_LEFT"] = str(self.trial_tag)
+        pl.seed_everything(1234 + self.trial_tag)
+        dist.new_group([0, 1])

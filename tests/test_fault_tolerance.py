@@ -53,8 +53,10 @@ def test_killed_worker(ray_cluster, tmp_path, max_failures):
         assert ended - killed[0] < 60  # the trial ended quickly, it did not hang
     else:
         assert result.error is None
-        epochs = list(result.metrics_dataframe["epoch_seen"])
-        assert epochs[-1] == 3.0 and epochs.count(0.0) == 1  # resumed from its checkpoint
+        # Tune may lose the row of the epoch reported just before the kill, so the proof of a
+        # resume is what the last attempt itself trained: it began after epoch 0
+        last = result.metrics_dataframe.iloc[-1]
+        assert last["epoch_seen"] == 3.0 and last["first_epoch_here"] >= 1.0
 
 
 def test_a_stalled_rank_ends_the_run_naming_it(ray_cluster):

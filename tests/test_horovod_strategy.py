@@ -124,9 +124,13 @@ def test_horovod_trials_keep_workers_in_their_own_bundles(ray_cluster, tmp_path)
 
 
 def test_tune_lightning_with_horovod_trials(ray_cluster, tmp_path):
+    # one trial at a time: the second takes the first one's process and warm workers, so
+    # Horovod is shut down and initialised again in the same worker processes
     result = tune_lightning(DigitsClassifier, {"lr": tune.grid_search([3e-3, 3e-2])},
                             datamodule=DigitsDataModule, num_samples=1, max_epochs=3,
                             strategy="horovod", num_workers=2, search_alg="grid",
-                            scheduler="fifo", storage_path=str(tmp_path), verbose=0)
-    assert len(result.dataframe) == 2
+                            scheduler="fifo", max_concurrent_trials=1,
+                            storage_path=str(tmp_path), verbose=0)
+    assert len(result.dataframe) == 2 and set(result.dataframe["status"]) == {"TERMINATED"}
+    assert result.dataframe["pid"].nunique() == 1  # the same trial process
     assert held_out_accuracy(result.load_best_model(), DigitsDataModule()) > 0.5

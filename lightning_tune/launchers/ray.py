@@ -5,7 +5,13 @@ The trainer and the function are pickled together, so each worker trains a copy 
 trainer the driver holds; afterwards rank 0's weights, metrics and loop state are copied into
 the driver's trainer, as Lightning's own spawn launcher does. Inside a Tune trial the workers
 take the trial's own worker bundles; elsewhere they get a placement group of their own.
-Workers are always killed before ``launch`` returns or raises.
+
+Outside Tune, workers are killed before ``launch`` returns or raises. In a Tune trial whose
+strategy has ``reuse_workers``, workers that finished cleanly are parked in the trial process
+(the warm pool): Tune's ``reuse_actors`` hands that process, placement group included, to the
+next trial of the same shape, whose launch takes them instead of starting new ones. A parked
+worker has released its process group and its CUDA cache, and resets its environment and
+random seeds before the next job; workers of a failed job are never parked.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from ray.util.placement_group import (PlacementGroup, get_current_placement_grou
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from lightning_tune import session
+from lightning_tune._reuse import release_leftovers, start_afresh
 from lightning_tune.errors import TrialShapeError, WorkerError
 from lightning_tune.cluster import ensure_ray
 from lightning_tune.resources import bundle_fits, check_cluster_can_hold
@@ -110,7 +117,15 @@ class _ProgressBoard:
 
 @ray.remote
 class _TrainingWorker:
-    """One rank: receives the pickled trainer function, runs it, returns rank 0's results."""
+    """One rank: receives the pickled trainer function, runs it, returns rank 0's results.
+
+    A worker may run several jobs (the warm pool); each starts from the environment the
+    actor started with and from fresh random seeds, and ends by releasing its backend.
+    """
+
+    def __init__(self) -> None:
+        self._environ = dict(os.environ)
+        self.jobs_run = 0
 
     def describe(self) -> WorkerHost:
         ip = ray.util.get_node_ip_address()
@@ -125,18 +140,27 @@ class _TrainingWorker:
             return sock.getsockname()[1]
 
     def run(self, payload: bytes, placement: WorkerPlacement, env: Dict[str, str],
-            bridge_queue: Any, init_hook: Optional[Callable[[], None]],
+            bridge_end: Optional[session.BridgeEnd], init_hook: Optional[Callable[[], None]],
             progress_board: Any = None) -> Optional[_WorkerOutput]:
+        self.jobs_run += 1
+        start_afresh(self._environ)
         os.environ.update(env)
-        if init_hook is not None:
-            init_hook()
-        function, args, kwargs = ray.cloudpickle.loads(payload)
-        trainer = function.__self__
-        trainer.strategy._progress_board = progress_board
-        trainer.strategy._enter_worker(placement)
-        session.enter_worker(bridge_queue, placement.global_rank)
-        results = function(*args, **kwargs)
-        return _collect_rank_zero_results(trainer, results, placement.global_rank)
+        try:
+            if init_hook is not None:
+                init_hook()
+            function, args, kwargs = ray.cloudpickle.loads(payload)
+            trainer = function.__self__
+            trainer.strategy._progress_board = progress_board
+            trainer.strategy._enter_worker(placement)
+            session.enter_worker(bridge_end, placement.global_rank)
+            try:
+                results = function(*args, **kwargs)
+                return _collect_rank_zero_results(trainer, results, placement.global_rank)
+            finally:
+                trainer.strategy._leave_worker()
+        finally:
+            session.enter_worker(None, placement.global_rank)
+            release_leftovers()
 
 
 def _collect_rank_zero_results(trainer: Any, results: Any, rank: int) -> Optional[_WorkerOutput]:
@@ -260,6 +284,37 @@ def assign_ranks(described: List[WorkerHost],
     return placements, envs
 
 
+class _Parked(NamedTuple):
+    """Workers kept for the next trial, with the bridge they reported over.
+
+    The bridge goes with them: its queue actor is a process too, and the trial-side end may
+    hold a pending read that the next trial's first report must answer.
+    """
+
+    workers: List[Any]
+    bridge: session.Bridge
+
+
+# Parked in a Tune trial process between trials, by ``_pool_key``. A trial process holds
+# one placement group, so at most one entry is live.
+_warm_workers: Dict[Tuple[Any, ...], _Parked] = {}
+
+
+def _pool_key(strategy: Any, group: PlacementGroup, bundle_indices: List[int]) -> Tuple[Any, ...]:
+    """Workers fit a job when they sit in the same bundles and were made for the same strategy."""
+    return (group.id.hex(), tuple(bundle_indices), type(strategy).__qualname__,
+            tuple(sorted(strategy.worker_bundle.items())))
+
+
+def release_warm_workers() -> None:
+    """Kill the workers this process has parked (they also die with it)."""
+    for parked in _warm_workers.values():
+        for worker in parked.workers:
+            ray.kill(worker, no_restart=True)
+        parked.bridge.close()
+    _warm_workers.clear()
+
+
 class RayLauncher:
     """Runs a trainer function on ``strategy.num_workers`` Ray actors.
 
@@ -281,25 +336,35 @@ class RayLauncher:
         payload = serialize_for_workers(function, args, kwargs)
         ensure_ray()
         group, bundle_indices, owned = self._reserve_bundles()
-        bridge = session.Bridge() if session.in_tune_trial() else None
+        in_trial = session.in_tune_trial()
+        pool_key = (_pool_key(strategy, group, bundle_indices)
+                    if in_trial and not owned and strategy.reuse_workers else None)
+        parked = _warm_workers.pop(pool_key, None) if pool_key is not None else None
+        release_warm_workers()  # any other shape: this trial's bundles are all it has
+        bridge = (parked.bridge if parked else session.Bridge()) if in_trial else None
         timeout_s = strategy.worker_timeout_s
         board = (_ProgressBoard.options(scheduling_strategy="DEFAULT").remote(strategy.num_workers)
                  if timeout_s else None)
+        finished = False
         try:
-            self._workers = [self._start_worker(group, index) for index in bundle_indices]
-            hosts = ray.get([worker.describe.remote() for worker in self._workers])
+            hosts = self._take_workers(group, bundle_indices, parked.workers if parked else None)
             placements, envs = assign_ranks(hosts, ray.get(self._workers[0].free_port.remote()))
             for env, backend_env in zip(envs, strategy._start_backend(placements, hosts)):
                 env.update(backend_env)
             payload_ref = ray.put(payload)
-            queue = bridge.queue if bridge else None
+            bridge_end = bridge.worker_end() if bridge else None
             running = {
-                worker.run.remote(payload_ref, placement, env, queue, strategy.init_hook, board): rank
+                worker.run.remote(payload_ref, placement, env, bridge_end, strategy.init_hook,
+                                  board): rank
                 for rank, (worker, placement, env) in enumerate(zip(self._workers, placements, envs))
             }
             output = self._wait_for_workers(running, bridge, board, timeout_s)
+            finished = True
         finally:
             strategy._stop_backend()
+            if finished and pool_key is not None:
+                _warm_workers[pool_key] = _Parked(self._workers, bridge)
+                self._workers, bridge = [], None
             self._teardown(bridge, board, group if owned else None)
         if trainer is not None:
             _recover_results_in_driver(trainer, output)
@@ -339,6 +404,18 @@ class RayLauncher:
             log.warning("Waited %.0f s for %d worker bundles of %s; the cluster is busy.",
                         waited, count, shape)
         return group, list(range(count)), True
+
+    def _take_workers(self, group: PlacementGroup, bundle_indices: List[int],
+                      parked: Optional[List[Any]]) -> List[WorkerHost]:
+        """Set ``self._workers``: the parked ones if they still live, else new ones."""
+        if parked:
+            self._workers = parked
+            try:
+                return ray.get([worker.describe.remote() for worker in parked])
+            except ray.exceptions.RayActorError:
+                self.kill()  # one died while parked: start them all afresh
+        self._workers = [self._start_worker(group, index) for index in bundle_indices]
+        return ray.get([worker.describe.remote() for worker in self._workers])
 
     def _start_worker(self, group: PlacementGroup, bundle_index: int) -> Any:
         shape = dict(self._strategy.worker_bundle)

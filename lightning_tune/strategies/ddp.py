@@ -24,7 +24,8 @@ class RayWorkerStrategyMixin:
     def _init_workers(self, num_workers: int, cpus_per_worker: float, use_gpu: bool,
                       resources_per_worker: Optional[Mapping[str, float]],
                       init_hook: Optional[Callable[[], None]],
-                      worker_timeout_s: Optional[float] = None) -> None:
+                      worker_timeout_s: Optional[float] = None,
+                      reuse_workers: bool = True) -> None:
         extra = dict(resources_per_worker or {})
         gpus_per_worker = extra.pop("GPU", 1 if use_gpu else 0) if use_gpu else 0
         if not use_gpu and "GPU" in extra:
@@ -38,7 +39,10 @@ class RayWorkerStrategyMixin:
                 worker_timeout_s, (int, float)) or worker_timeout_s <= 0):
             raise ValueError(f"worker_timeout_s must be a number of seconds > 0 (or None for no "
                              f"limit), got {worker_timeout_s!r}.")
+        if not isinstance(reuse_workers, bool):
+            raise TypeError(f"reuse_workers must be True or False, got {reuse_workers!r}.")
         self.worker_timeout_s = worker_timeout_s
+        self.reuse_workers = reuse_workers
         self.num_workers = num_workers
         self.cpus_per_worker = cpus_per_worker
         self.use_gpu = use_gpu
@@ -65,6 +69,14 @@ class RayWorkerStrategyMixin:
         accelerators = tree_module(self.lightning_tree, "accelerators")
         self.accelerator = accelerators.CUDAAccelerator() if self.use_gpu else accelerators.CPUAccelerator()
         self.set_world_ranks()
+
+    def _leave_worker(self) -> None:
+        """Runs in the actor after each job, failed or not: release the backend's process group,
+        so that a next job on this worker (the warm pool) sets up its own."""
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
 
     def _marked(self, step: str, *args: Any, **kwargs: Any) -> Any:
         """Run a step hook, marking entry and exit on the progress board (with worker_timeout_s)."""
@@ -115,8 +127,10 @@ class RayDDPStrategy(RayWorkerStrategyMixin, PerTree):
     Works in a script, a notebook or a Tune trial (where the workers take the trial's own
     bundles), for ``lightning.pytorch`` and ``pytorch_lightning`` Trainers alike. With
     ``worker_timeout_s``, a rank that makes no progress for that long (counted from the
-    workers' start, then per step) stops the run with an error naming it. Extra keyword
-    arguments go to Lightning's ``DDPStrategy`` (e.g. ``find_unused_parameters``).
+    workers' start, then per step) stops the run with an error naming it. In a Tune trial,
+    ``reuse_workers`` lets the next trial of the same shape take these workers, warm, once
+    they finished cleanly (see :mod:`lightning_tune.launchers.ray`). Extra keyword arguments
+    go to Lightning's ``DDPStrategy`` (e.g. ``find_unused_parameters``).
     """
 
     _tree_base = "strategies.DDPStrategy"
@@ -124,9 +138,10 @@ class RayDDPStrategy(RayWorkerStrategyMixin, PerTree):
     def __init__(self, num_workers: int = 1, cpus_per_worker: float = 1, use_gpu: bool = False,
                  resources_per_worker: Optional[Mapping[str, float]] = None,
                  init_hook: Optional[Callable[[], None]] = None,
-                 worker_timeout_s: Optional[float] = None, **ddp_kwargs: Any) -> None:
+                 worker_timeout_s: Optional[float] = None, reuse_workers: bool = True,
+                 **ddp_kwargs: Any) -> None:
         self._init_workers(num_workers, cpus_per_worker, use_gpu, resources_per_worker, init_hook,
-                           worker_timeout_s)
+                           worker_timeout_s, reuse_workers)
         environment = fabric_module(self.lightning_tree, "plugins.environments").LightningEnvironment()
         super().__init__(cluster_environment=environment, **ddp_kwargs)
 

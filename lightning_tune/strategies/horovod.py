@@ -75,10 +75,10 @@ class RayHorovodStrategy(RayWorkerStrategyMixin, PerTree):
     def __init__(self, num_workers: int = 1, cpus_per_worker: float = 1, use_gpu: bool = False,
                  resources_per_worker: Optional[Mapping[str, float]] = None,
                  init_hook: Optional[Callable[[], None]] = None,
-                 worker_timeout_s: Optional[float] = None) -> None:
+                 worker_timeout_s: Optional[float] = None, reuse_workers: bool = True) -> None:
         import_horovod()
         self._init_workers(num_workers, cpus_per_worker, use_gpu, resources_per_worker, init_hook,
-                           worker_timeout_s)
+                           worker_timeout_s, reuse_workers)
         environment = fabric_module(self.lightning_tree, "plugins.environments").LightningEnvironment()
         super().__init__(cluster_environment=environment)
         self._rendezvous = None
@@ -194,6 +194,13 @@ class RayHorovodStrategy(RayWorkerStrategyMixin, PerTree):
         if self._worker is None:
             return obj
         return import_horovod().broadcast_object(obj, root_rank=src)
+
+    def _leave_worker(self) -> None:
+        """Shut Horovod down, so a next job on this worker initialises it with its own peers."""
+        hvd = import_horovod()
+        if hvd.is_initialized():
+            hvd.shutdown()
+        super()._leave_worker()
 
     def teardown(self) -> None:
         if self._exit_stack is not None:

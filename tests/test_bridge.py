@@ -1,0 +1,55 @@
+"""The bridge carries a checkpoint as a path on the trial's node, as bytes from another node."""
+
+import os
+
+import pytest
+import ray
+
+from lightning_tune import session
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@ray.remote(num_cpus=0)
+def report_from_a_worker(bridge_end, checkpoint_dir):
+    """Rank 0 of a worker reports one result; returns what is left of its directory after."""
+    session.enter_worker(bridge_end, 0)
+    session.report({"val_loss": 0.5}, checkpoint_dir=checkpoint_dir)
+    return sorted(os.listdir(checkpoint_dir))
+
+
+@pytest.mark.parametrize("same_node", [True, False])
+def test_a_checkpoint_reaches_the_trial_whole(ray_cluster, tmp_path, monkeypatch, same_node):
+    checkpoint_dir = tmp_path / "checkpoint"
+    (checkpoint_dir / "sub").mkdir(parents=True)
+    (checkpoint_dir / "checkpoint").write_bytes(os.urandom(3_000_000))
+    (checkpoint_dir / "sub" / "extra.txt").write_text("extra")
+    received = {}
+
+    def capture(metrics, *, directory=None, files=None):
+        received.update(metrics=metrics, directory=directory, files=files)
+        if directory is not None:  # the trial reads it while the worker still waits
+            received["read"] = {name: open(os.path.join(directory, name), "rb").read()
+                                for name in ("checkpoint", os.path.join("sub", "extra.txt"))}
+
+    monkeypatch.setattr(session, "report_to_tune", capture)
+    bridge = session.Bridge()
+    try:
+        end = bridge.worker_end()
+        if not same_node:
+            end = end._replace(trial_node_id="a-node-that-is-not-this-one")
+        left = report_from_a_worker.remote(end, str(checkpoint_dir))
+        ready, _ = ray.wait([bridge.next_report()], timeout=60)
+        assert ready, "no report arrived"
+        bridge.deliver()
+        assert ray.get(left, timeout=60) == ["checkpoint", "sub"]
+    finally:
+        bridge.close()
+    expected = {"checkpoint": (checkpoint_dir / "checkpoint").read_bytes(),
+                os.path.join("sub", "extra.txt"): b"extra"}
+    assert received["metrics"] == {"val_loss": 0.5}
+    if same_node:
+        assert received["directory"] == str(checkpoint_dir) and received["files"] is None
+        assert received["read"] == expected
+    else:
+        assert received["directory"] is None and received["files"] == expected

@@ -1,0 +1,74 @@
+"""The warm worker pool: consecutive trials reuse worker actors, and nothing leaks between them."""
+
+import glob
+import json
+import os
+
+import pytest
+from ray import tune
+
+from lightning_tune import tune_lightning
+from tests.conftest import alive_actors
+from tests.models import DigitsDataModule, LeakyClassifier
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def run_trials(tmp_path, name, trials, reuse_workers=True):
+    """``trials``: one dict of LeakyClassifier arguments per trial, run one after another."""
+    record_dir = tmp_path / f"records_{name}"
+    record_dir.mkdir()
+    space = {"record_dir": str(record_dir), "trial_tag": tune.grid_search(list(range(len(trials)))),
+             "leave": tune.sample_from(lambda config: trials[config["trial_tag"]].get("leave", False)),
+             "fail": tune.sample_from(lambda config: trials[config["trial_tag"]].get("fail", False))}
+    result = tune_lightning(LeakyClassifier, space, datamodule=DigitsDataModule, max_epochs=1,
+                            strategy="ddp", num_workers=2, scheduler="fifo", num_samples=1,
+                            max_concurrent_trials=1, reuse_workers=reuse_workers,
+                            storage_path=str(tmp_path), name=name, verbose=0)
+    records = {}
+    for path in glob.glob(str(record_dir / "*.json")):
+        record = json.load(open(path))
+        records[(record["trial_tag"], record["global_rank"])] = record
+    return result, records
+
+
+def test_next_trial_takes_the_warm_workers_and_finds_nothing_left(ray_cluster, tmp_path):
+    result, records = run_trials(tmp_path, "warm", [{"leave": True}, {"leave": True},
+                                                    {"fail": True}, {}])
+    assert len(records) == 8
+    statuses = dict(zip(result.dataframe["trial_tag"], result.dataframe["status"]))
+    assert statuses == {0: "TERMINATED", 1: "TERMINATED", 2: "ERROR", 3: "TERMINATED"}
+    for rank in (0, 1):
+        first, second, failed, after = (records[(tag, rank)] for tag in range(4))
+        # Tune reused the trial process, and the trial its workers
+        assert first["trial_pid"] == second["trial_pid"] == failed["trial_pid"]
+        assert first["pid"] == second["pid"] == failed["pid"]
+        # workers of a failed job are never parked: the next trial starts new ones
+        assert after["pid"] != failed["pid"]
+        for record in (second, failed):  # found nothing the trial before it left
+            assert record["leaked_variable"] is None and record["pl_global_seed"] is None
+            assert record["initial_seed"] not in (1234, 1235)
+            assert record["process_groups"] == 1  # a new world group, no leftover subgroup
+            assert record["master_port"] != first["master_port"]
+        for record in (first, second, failed, after):  # a fresh model and optimizer each time
+            assert record["optimizer_state"] == 0
+            assert record["parameter_sum"] == pytest.approx(record["built_sum"])
+            assert record["cuda_allocated"] in (None, 0)
+    # each job draws fresh seeds, different on every rank and in every trial
+    seeds = [record["initial_seed"] for record in records.values()]
+    assert len(set(seeds)) == len(seeds)
+    assert alive_actors("_TrainingWorker") == []
+
+
+def test_reuse_workers_false_starts_new_workers_each_trial(ray_cluster, tmp_path):
+    _, records = run_trials(tmp_path, "cold", [{}, {}], reuse_workers=False)
+    assert len(records) == 4
+    for rank in (0, 1):
+        assert records[(0, rank)]["pid"] != records[(1, rank)]["pid"]
+    assert alive_actors("_TrainingWorker") == []
+
+
+def test_reuse_workers_must_be_a_bool():
+    with pytest.raises(TypeError, match="reuse_workers must be True or False"):
+        tune_lightning(LeakyClassifier, {"record_dir": "x"}, strategy="ddp", num_workers=2,
+                       reuse_workers="yes")
