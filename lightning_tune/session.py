@@ -1,11 +1,12 @@
 """The bridge that carries rank 0's reports from a worker actor to its Tune trial process.
 
 ``tune.report`` only works in the trial process: called in a worker actor it warns and drops
-the result. So rank 0 puts each report (metrics, and the checkpoint) on a small queue actor that takes
-no CPU from the trial's bundles, and waits until the trial process has handed it to Tune.
-A checkpoint travels as its directory's path when rank 0 shares the trial's node (Tune
-copies it into storage from there), else as its files' bytes in Ray's object store. That keeps training in step with Tune:
-when the scheduler stops a trial, its workers have not trained ahead.
+the result. So rank 0 puts each report (metrics, and the checkpoint) on a small queue actor
+that takes no CPU from the trial's bundles, and waits until the trial process has handed it
+to Tune. That keeps training in step with Tune: when the scheduler stops a trial, its
+workers have not trained ahead. A checkpoint travels as its directory's path when rank 0
+shares the trial's node (Tune copies it into storage from there), else as its files' bytes
+in Ray's object store.
 """
 
 from __future__ import annotations

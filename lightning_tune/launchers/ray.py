@@ -125,7 +125,6 @@ class _TrainingWorker:
 
     def __init__(self) -> None:
         self._environ = dict(os.environ)
-        self.jobs_run = 0
 
     def describe(self) -> WorkerHost:
         ip = ray.util.get_node_ip_address()
@@ -142,7 +141,6 @@ class _TrainingWorker:
     def run(self, payload: bytes, placement: WorkerPlacement, env: Dict[str, str],
             bridge_end: Optional[session.BridgeEnd], init_hook: Optional[Callable[[], None]],
             progress_board: Any = None) -> Optional[_WorkerOutput]:
-        self.jobs_run += 1
         start_afresh(self._environ)
         os.environ.update(env)
         try:
