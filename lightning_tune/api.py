@@ -15,6 +15,7 @@ from ray.tune.search import BasicVariantGenerator, SearchAlgorithm, Searcher
 
 from lightning_tune import _record
 from lightning_tune._routing import ConfigRouting
+from lightning_tune._trial_history import KeepTrialHistory
 from lightning_tune.errors import AllTrialsFailedError
 from lightning_tune.cluster import ensure_ray
 from lightning_tune.resources import check_cluster_can_hold
@@ -141,6 +142,7 @@ def tune_lightning(
         run_config=RunConfig(
             name=name, storage_path=storage_path, verbose=verbose,
             failure_config=FailureConfig(max_failures=max_failures),
+            callbacks=[KeepTrialHistory()],
             # PBT exploits other trials' recent checkpoints, so it keeps a few more
             checkpoint_config=CheckpointConfig(
                 num_to_keep=4 if scheduler == "pbt" else 2, checkpoint_score_attribute=metric,

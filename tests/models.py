@@ -66,23 +66,6 @@ class UnpicklableClassifier(DigitsClassifier):
         self.metrics_lock = threading.Lock()
 
 
-class FailOnceClassifier(DigitsClassifier):
-    """Fails at the start of ``fail_at_epoch`` the first time only (a marker file remembers)."""
-
-    def __init__(self, marker_path: str, fail_at_epoch: int = 2, **kwargs):
-        super().__init__(**kwargs)
-        self.marker_path, self.fail_at_epoch = marker_path, fail_at_epoch
-
-    def on_train_epoch_start(self):
-        if self.current_epoch == self.fail_at_epoch and not os.path.exists(self.marker_path):
-            open(self.marker_path, "w").close()
-            raise RuntimeError("deliberate one-time failure")
-
-    def validation_step(self, batch, batch_idx):
-        super().validation_step(batch, batch_idx)
-        self.log("epoch_seen", float(self.current_epoch))
-
-
 class EpochLoggingClassifier(DigitsClassifier):
     """Logs the epoch, and the first epoch this process trained (>0 after a resume)."""
 
@@ -94,6 +77,20 @@ class EpochLoggingClassifier(DigitsClassifier):
         super().validation_step(batch, batch_idx)
         self.log("epoch_seen", float(self.current_epoch))
         self.log("first_epoch_here", float(getattr(self, "_first_epoch_here", self.current_epoch)))
+
+
+class FailOnceClassifier(EpochLoggingClassifier):
+    """Fails at the start of ``fail_at_epoch`` the first time only (a marker file remembers)."""
+
+    def __init__(self, marker_path: str, fail_at_epoch: int = 2, **kwargs):
+        super().__init__(**kwargs)
+        self.marker_path, self.fail_at_epoch = marker_path, fail_at_epoch
+
+    def on_train_epoch_start(self):
+        super().on_train_epoch_start()
+        if self.current_epoch == self.fail_at_epoch and not os.path.exists(self.marker_path):
+            open(self.marker_path, "w").close()
+            raise RuntimeError("deliberate one-time failure")
 
 
 class WrongMetricClassifier(DigitsClassifier):

@@ -97,25 +97,33 @@ def test_one_checkpoint_per_epoch_that_restores_the_trained_model(ray_cluster, t
 
 def test_single_process_trial_reports_and_restarts_from_its_checkpoint(ray_cluster, tmp_path):
     """A trial that fails once is restarted by Tune and continues its epoch count."""
-    trainable = lightning_trainable(FailOnceClassifier, datamodule=DigitsDataModule,
-                                    max_epochs=4, strategy=None)
     marker = str(tmp_path / "failed_once")
-    result = run_tuner(trainable, {"marker_path": marker, "fail_at_epoch": 2, "lr": 1e-2},
-                       tmp_path, max_failures=1)[0]
+    result = tune_lightning(FailOnceClassifier, {"marker_path": marker, "fail_at_epoch": 2,
+                                                 "lr": 1e-2},
+                            datamodule=DigitsDataModule, max_epochs=4, num_samples=1,
+                            max_failures=1, scheduler="fifo", storage_path=str(tmp_path),
+                            name="restarted", verbose=0).result_grid[0]
     assert os.path.exists(marker) and result.error is None
     history = result.metrics_dataframe
+    assert list(history["first_epoch_here"]) == [0.0, 0.0, 2.0, 2.0]
     assert list(history["epoch_seen"]) == [0.0, 1.0, 2.0, 3.0]  # resumed at epoch 2, not 0
     assert list(history["training_iteration"]) == [1, 2, 3, 4]
 
 
 def test_ddp_trial_restarts_from_its_checkpoint(ray_cluster, tmp_path):
-    trainable = lightning_trainable(FailOnceClassifier, datamodule=DigitsDataModule,
-                                    max_epochs=3, strategy="ddp", num_workers=2)
     marker = str(tmp_path / "failed_once")
-    result = run_tuner(trainable, {"marker_path": marker, "fail_at_epoch": 1, "lr": 1e-2},
-                       tmp_path, max_failures=1)[0]
-    assert os.path.exists(marker) and result.error is None
-    assert list(result.metrics_dataframe["epoch_seen"]) == [0.0, 1.0, 2.0]
+    result = tune_lightning(FailOnceClassifier, {"marker_path": marker, "fail_at_epoch": 1,
+                                                 "lr": 1e-2},
+                            datamodule=DigitsDataModule, max_epochs=3, strategy="ddp",
+                            num_workers=2, num_samples=1, max_failures=1, scheduler="fifo",
+                            storage_path=str(tmp_path), name="restarted", verbose=0)
+    assert os.path.exists(marker)
+    history = result.result_grid[0].metrics_dataframe
+    assert result.result_grid[0].error is None
+    # the second attempt began at epoch 1, from the first attempt's checkpoint ...
+    assert list(history["first_epoch_here"]) == [0.0, 1.0, 1.0]
+    # ... and the first attempt's row is still there (Tune alone may drop it on the restart)
+    assert list(history["epoch_seen"]) == [0.0, 1.0, 2.0]
 
 
 def test_metric_never_logged_names_it_and_lists_the_logged_ones(ray_cluster, tmp_path):

@@ -120,7 +120,8 @@ class _TrainingWorker:
     """One rank: receives the pickled trainer function, runs it, returns rank 0's results.
 
     A worker may run several jobs (the warm pool); each starts from the environment the
-    actor started with and from fresh random seeds, and ends by releasing its backend.
+    actor started with and from fresh random seeds, and one that finished cleanly ends by
+    releasing its backend.
     """
 
     def __init__(self) -> None:
@@ -151,11 +152,12 @@ class _TrainingWorker:
             trainer.strategy._progress_board = progress_board
             trainer.strategy._enter_worker(placement)
             session.enter_worker(bridge_end, placement.global_rank)
-            try:
-                results = function(*args, **kwargs)
-                return _collect_rank_zero_results(trainer, results, placement.global_rank)
-            finally:
-                trainer.strategy._leave_worker()
+            results = function(*args, **kwargs)
+            output = _collect_rank_zero_results(trainer, results, placement.global_rank)
+            # after a clean finish only: a failed job's worker is killed, and a collective
+            # shutdown here could hold back this rank's error while its peers wait in theirs
+            trainer.strategy._leave_worker()
+            return output
         finally:
             session.enter_worker(None, placement.global_rank)
             release_leftovers()

@@ -71,8 +71,8 @@ class RayWorkerStrategyMixin:
         self.set_world_ranks()
 
     def _leave_worker(self) -> None:
-        """Runs in the actor after each job, failed or not: release the backend's process group,
-        so that a next job on this worker (the warm pool) sets up its own."""
+        """Runs in the actor after a job that finished cleanly: release the backend's process
+        group, so that a next job on this worker (the warm pool) sets up its own."""
         import torch.distributed as dist
 
         if dist.is_available() and dist.is_initialized():
