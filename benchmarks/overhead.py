@@ -5,7 +5,7 @@ Workload "digits-mlp" (see ``benchmarks/_digits_mlp.py``): 4 trials (Adam lr 1e-
 timed on its own. Contenders, each timed over the whole 4-trial search (wall clock):
 
     tune_ddp_warm  tune_lightning, DDP over 2 Ray workers x 1 CPU (gloo), warm worker pool
-    tune_ddp_cold  the same with reuse_workers=False (skipped while the keyword is missing)
+    tune_ddp_cold  the same with reuse_workers=False (new workers for every trial)
     tune_single    tune_lightning, each trial trains in its own process (1 CPU)
     torchtrainer   Ray's own path: a Tune function that runs a Ray Train TorchTrainer
                    (2 workers x 1 CPU) with ray.train.lightning's strategy and callbacks
@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import glob
-import inspect
 import json
 import logging
 import os
@@ -155,18 +154,13 @@ def losses_of(result_grid: Any) -> Dict[float, float]:
     return losses
 
 
-def takes_reuse_workers() -> bool:
-    return "reuse_workers" in inspect.signature(tune_lightning).parameters
-
-
-def run_tune_lightning(strategy: Optional[str], reuse: Optional[bool], run: "Run") -> Dict:
-    extra = {} if reuse is None or not takes_reuse_workers() else {"reuse_workers": reuse}
+def run_tune_lightning(strategy: Optional[str], reuse: bool, run: "Run") -> Dict:
     ddp = {"strategy": "ddp", "num_workers": NUM_WORKERS} if strategy else {}
     result = tune_lightning(
         digits.DigitsMLP, grid_space(run.record_dir), datamodule=digits.DigitsMLPData,
         num_samples=1, max_epochs=digits.EPOCHS, search_alg="grid", scheduler="fifo",
         max_concurrent_trials=CONCURRENT, trainer_kwargs={"num_sanity_val_steps": 0},
-        verbose=0, storage_path=run.storage, name=run.name, **ddp, **extra)
+        verbose=0, storage_path=run.storage, name=run.name, reuse_workers=reuse, **ddp)
     return losses_of(result.result_grid)
 
 
@@ -271,7 +265,7 @@ def run_bare_loop(run: "Run") -> Dict:
 RUNNERS: Dict[str, Callable[["Run"], Dict]] = {
     "tune_ddp_warm": lambda run: run_tune_lightning("ddp", True, run),
     "tune_ddp_cold": lambda run: run_tune_lightning("ddp", False, run),
-    "tune_single": lambda run: run_tune_lightning(None, None, run),
+    "tune_single": lambda run: run_tune_lightning(None, True, run),
     "torchtrainer": run_torchtrainer,
     "plain_tune": run_plain_tune,
     "optuna": run_optuna,
@@ -491,12 +485,6 @@ def main(argv=None) -> dict:
     unknown = sorted(set(contenders) - set(CONTENDERS))
     if unknown:
         parser.error(f"unknown contender(s) {unknown}; choose from {', '.join(CONTENDERS)}")
-    notes = []
-    if "tune_ddp_cold" in contenders and not takes_reuse_workers():
-        contenders.remove("tune_ddp_cold")
-        notes.append("tune_ddp_cold skipped: tune_lightning has no reuse_workers keyword yet, "
-                     "so tune_ddp_warm ran with tune_lightning's defaults")
-        print(notes[-1], flush=True)
     quiet()
 
     started = time.perf_counter()
@@ -538,10 +526,9 @@ def main(argv=None) -> dict:
                      "global_batch": digits.GLOBAL_BATCH, "train_rows": digits.TRAIN_ROWS,
                      "concurrent_trials": CONCURRENT, "ddp_workers": NUM_WORKERS,
                      "ray_cpus": RAY_CPUS, "repeats": args.repeats, "contenders": contenders,
-                     "reuse_workers_keyword": takes_reuse_workers(),
                      "long_trial_s": args.long_trial_s, "checkpoint_floats": CHECKPOINT_FLOATS,
                      "match_tolerance": MATCH_TOLERANCE,
-                     "in_driver_threads": 1, "notes": notes},
+                     "in_driver_threads": 1},
         "ray_init_s": ray_init_s,
         "runs": runs,
         "medians_s": {name: row["median_s"] for name, row in summary["contenders"].items()},
