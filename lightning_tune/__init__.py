@@ -2,8 +2,14 @@
 
 The public names are imported on first use (PEP 562), so ``import lightning_tune`` and the
 ``lightning-tune`` command's help and input errors do not wait for torch, Lightning and Ray.
-Neither Lightning tree is imported here: strategies and callbacks pick ``lightning.pytorch``
-or ``pytorch_lightning`` when they are first used.
+
+A search, in the order the modules follow it: ``api`` (``tune_lightning``, ``resume``,
+``load_result``) checks its input into a ``spec`` (the trial spec) and a ``spaces`` search
+space, and hands Tune the trainable that ``trainable`` makes; each trial builds a Trainer
+whose strategy (``strategies``) has its ranks started by ``launchers``; rank 0's
+``callbacks`` report over the ``bridge``; ``results`` and ``plots`` read what came back.
+The ``pytorch_lightning`` twins of the strategies and callbacks are in
+``lightning_tune.pytorch_lightning``.
 """
 
 from importlib import import_module
@@ -12,20 +18,23 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from lightning_tune.api import load_result, resume, tune_lightning
     from lightning_tune.callbacks import TuneReportCallback, TuneReportCheckpointCallback
+    from lightning_tune.errors import LightningTuneError
     from lightning_tune.resources import get_tune_resources
     from lightning_tune.results import TuneLightningResult
+    from lightning_tune.spec import TrialSpec
     from lightning_tune.strategies import RayDDPStrategy, RayHorovodStrategy
     from lightning_tune.trainable import lightning_trainable
 
 _HOME = {
     "tune_lightning": "api", "resume": "api", "load_result": "api",
     "TuneReportCallback": "callbacks", "TuneReportCheckpointCallback": "callbacks",
-    "get_tune_resources": "resources", "TuneLightningResult": "results",
+    "LightningTuneError": "errors", "get_tune_resources": "resources",
+    "TuneLightningResult": "results", "TrialSpec": "spec",
     "RayDDPStrategy": "strategies", "RayHorovodStrategy": "strategies",
     "lightning_trainable": "trainable",
 }
 __all__ = sorted(_HOME)
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 
 def __getattr__(name: str) -> Any:

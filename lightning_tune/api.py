@@ -1,4 +1,10 @@
-"""``tune_lightning``: the one call that runs a search over a LightningModule."""
+"""The user's entry points: ``tune_lightning`` runs a search, ``resume`` continues one,
+``load_result`` reads one back.
+
+``tune_lightning`` keeps the order of a search: everything it is given is checked and turned
+into a trial spec and a search space before Ray starts; then the Tuner runs the trainable
+made from the spec; then the result grid becomes a :class:`TuneLightningResult`.
+"""
 
 from __future__ import annotations
 
@@ -13,23 +19,25 @@ from ray.tune import CheckpointConfig, FailureConfig, RunConfig, TuneConfig
 from ray.tune.schedulers import TrialScheduler
 from ray.tune.search import BasicVariantGenerator, SearchAlgorithm, Searcher
 
-from lightning_tune import _record
-from lightning_tune._routing import ConfigRouting
-from lightning_tune._trial_history import KeepTrialHistory
-from lightning_tune.errors import AllTrialsFailedError
 from lightning_tune.cluster import ensure_ray
+from lightning_tune.errors import (AllTrialsFailedError, ExperimentExistsError,
+                                   ExperimentNotFoundError, InvalidArgumentError)
+from lightning_tune.record import ExperimentRecord, read_record, write_record
 from lightning_tune.resources import check_cluster_can_hold
 from lightning_tune.results import TuneLightningResult
+from lightning_tune.routing import ConfigRouting
 from lightning_tune.searchers import make_scheduler, make_search_alg
 from lightning_tune.spaces import SearchSpace, load_space
-from lightning_tune.trainable import lightning_trainable
+from lightning_tune.spec import TrialSpec
+from lightning_tune.trainable import trainable_for
+from lightning_tune.trial_history import KeepTrialHistory
 
 log = logging.getLogger(__name__)
 
 
 def _check_positive_int(name: str, value: Any, minimum: int = 1) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
+        raise InvalidArgumentError(f"{name} must be an integer >= {minimum}, got {value!r}.")
 
 
 def _readable(value: Any) -> str:
@@ -90,13 +98,9 @@ def tune_lightning(
     ``reuse_workers`` (Tune's ``reuse_actors``): a finished trial's process, and its worker
     actors, start the next trial of the same shape instead of new ones being started.
     """
-    trainable = lightning_trainable(
-        model_cls, datamodule=datamodule, metric=metric, mode=mode, max_epochs=max_epochs,
-        strategy=strategy, num_workers=num_workers, cpus_per_worker=cpus_per_worker,
-        gpus_per_worker=gpus_per_worker, trainer_kwargs=trainer_kwargs, callbacks=callbacks,
-        worker_timeout_s=worker_timeout_s, reuse_workers=reuse_workers)
+    spec = TrialSpec.from_arguments(locals())  # every trial setting, checked
     search_space = load_space(space)
-    trainable.routing.check_keys(search_space.names())
+    spec.routing.check_keys(search_space.names())
     _check_positive_int("num_samples", num_samples)
     _check_positive_int("max_failures", max_failures, minimum=-1)
     if max_concurrent_trials is not None:
@@ -114,21 +118,17 @@ def tune_lightning(
         if resume:
             return _resume_experiment(experiment_path, callbacks=callbacks,
                                       datamodule=datamodule, trainer_kwargs=trainer_kwargs)
-        raise FileExistsError(
+        raise ExperimentExistsError(
             f"An experiment named {name!r} already exists at {experiment_path}. Continue it with "
             f"tune_lightning(..., resume=True) or lightning_tune.resume({experiment_path!r}), or "
             "choose another name.")
 
     ensure_ray()
-    check_cluster_can_hold(trainable._resources.bundles,
-                           placement_strategy=trainable._resources.strategy,
+    resources = spec.trial_resources()
+    check_cluster_can_hold(resources.bundles, placement_strategy=resources.strategy,
                            what=f"Each trial (strategy={strategy!r}, num_workers={num_workers})")
-    _record.write_record(experiment_path, model_cls, datamodule, dict(
-        metric=metric, mode=mode, max_epochs=max_epochs, strategy=strategy,
-        num_workers=num_workers, cpus_per_worker=cpus_per_worker,
-        gpus_per_worker=gpus_per_worker, trainer_kwargs=trainer_kwargs or {},
-        callbacks=[_record.class_path(type(callback)) for callback in callbacks or []],
-        searched=searched, worker_timeout_s=worker_timeout_s, reuse_workers=reuse_workers))
+    write_record(experiment_path, spec, searched)
+    trainable = trainable_for(spec)
     tuner = tune.Tuner(
         trainable,
         param_space=param_space,
@@ -148,8 +148,7 @@ def tune_lightning(
                 num_to_keep=4 if scheduler == "pbt" else 2, checkpoint_score_attribute=metric,
                 checkpoint_score_order=mode)),
     )
-    result_grid = tuner.fit()
-    return _result_or_error(result_grid, trainable.routing, metric, mode, searched=searched)
+    return _result_or_error(tuner.fit(), spec, searched)
 
 
 def resume(experiment_path: str, *, resume_errored: bool = False,
@@ -164,31 +163,24 @@ def resume(experiment_path: str, *, resume_errored: bool = False,
     trainer_kwargs holding objects) cannot be recorded and must be given again.
     """
     experiment_path = os.path.abspath(os.path.expanduser(experiment_path))
-    record = _record.read_record(experiment_path)
-    settings = record["settings"]
+    record = read_record(experiment_path)
     given = {"callbacks": callbacks, "datamodule": datamodule, "trainer_kwargs": trainer_kwargs}
-    missing = [name for name in record["must_resupply"] if given[name] is None]
+    missing = [name for name in record.must_resupply if given[name] is None]
     if missing:
-        raise ValueError(f"This experiment was started with {', '.join(missing)} that cannot be "
-                         "recorded as plain data: pass them again, e.g. resume(path, "
-                         + ", ".join(f"{name}=..." for name in missing) + ").")
-    trainable = lightning_trainable(
-        record["model_cls"], datamodule=datamodule or record["datamodule"],
-        metric=settings["metric"], mode=settings["mode"], max_epochs=settings["max_epochs"],
-        strategy=settings["strategy"], num_workers=settings["num_workers"],
-        cpus_per_worker=settings["cpus_per_worker"], gpus_per_worker=settings["gpus_per_worker"],
-        trainer_kwargs=trainer_kwargs if trainer_kwargs is not None else settings["trainer_kwargs"],
-        callbacks=callbacks, worker_timeout_s=settings.get("worker_timeout_s"),
-        reuse_workers=settings.get("reuse_workers", True))
+        raise InvalidArgumentError(
+            f"This experiment was started with {', '.join(missing)} that cannot be recorded as "
+            "plain data: pass them again, e.g. resume(path, "
+            + ", ".join(f"{name}=..." for name in missing) + ").")
+    spec = record.trial_spec(**given)
     if not tune.Tuner.can_restore(experiment_path):
-        raise FileNotFoundError(f"{experiment_path} holds no Tune experiment state to resume "
-                                "(the search stopped before Tune saved any).")
+        raise ExperimentNotFoundError(
+            f"{experiment_path} holds no Tune experiment state to resume (the search stopped "
+            "before Tune saved any).")
     _check_experiment_state(experiment_path)
     ensure_ray()
-    tuner = tune.Tuner.restore(experiment_path, trainable, resume_unfinished=True,
+    tuner = tune.Tuner.restore(experiment_path, trainable_for(spec), resume_unfinished=True,
                                resume_errored=resume_errored, restart_errored=False)
-    return _result_or_error(tuner.fit(), trainable.routing, settings["metric"], settings["mode"],
-                            searched=settings["searched"])
+    return _result_or_error(tuner.fit(), spec, record.searched)
 
 
 _resume_experiment = resume  # tune_lightning's own ``resume`` flag hides the function
@@ -210,7 +202,7 @@ def _check_experiment_state(experiment_path: str) -> None:
         with open(newest) as handle:
             json.load(handle)
     except ValueError as error:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"Tune's experiment state {newest} is empty or cut short ({error}): the driver was "
             "probably killed while Tune was writing it, so the trials' progress cannot be read "
             "and Tune would start the search over. Nothing was run. Trials' checkpoints and "
@@ -227,55 +219,38 @@ def load_result(experiment_path: str) -> TuneLightningResult:
     be read (tables, plots) where the model's code is not installed.
     """
     experiment_path = os.path.abspath(os.path.expanduser(experiment_path))
-    record = _read_record_file(experiment_path)
-    settings = record.get("settings", {})
+    record = read_record(experiment_path)
     if not tune.Tuner.can_restore(experiment_path):
-        raise FileNotFoundError(f"{experiment_path} holds no Tune experiment state yet (the "
-                                "search stopped before Tune saved any): there is nothing to load.")
-    metric, mode = settings.get("metric", "val_loss"), settings.get("mode", "min")
+        raise ExperimentNotFoundError(
+            f"{experiment_path} holds no Tune experiment state yet (the search stopped before "
+            "Tune saved any): there is nothing to load.")
+    metric, mode = record.metric, record.mode
     analysis = tune.ExperimentAnalysis(experiment_path, default_metric=metric, default_mode=mode)
     result_grid = tune.ResultGrid(analysis)
     reported = [trial for trial in result_grid
                 if trial.metrics_dataframe is not None and metric in trial.metrics_dataframe]
     if not reported:
-        raise ValueError(f"No trial of the experiment at {experiment_path} has reported "
-                         f"{metric!r} yet ({len(result_grid)} trials): there is no result to "
-                         "load.")
-    return TuneLightningResult(result_grid, _RecordedModel(record["model_cls"]), metric, mode,
-                               searched=settings.get("searched", ()))
-
-
-def _read_record_file(experiment_path: str) -> Dict[str, Any]:
-    """The record as plain JSON: no recorded class is imported."""
-    record_path = os.path.join(experiment_path, _record.RECORD_FILE)
-    if os.path.exists(record_path):
-        with open(record_path) as handle:
-            return json.load(handle)
-    hint = ("Pass the folder tune_lightning printed as the experiment: storage_path/name (by "
-            "default ~/ray_results/<ModelClass>_<date>).")
-    if not os.path.isdir(experiment_path):
-        raise FileNotFoundError(f"{experiment_path} is not a directory. {hint}")
-    inside = sorted(name for name in os.listdir(experiment_path)
-                    if os.path.exists(os.path.join(experiment_path, name, _record.RECORD_FILE)))
-    found = f" It holds these experiments: {', '.join(inside)}." if inside else ""
-    raise FileNotFoundError(f"{experiment_path} holds no {_record.RECORD_FILE}: it is not an "
-                            f"experiment started by tune_lightning.{found} {hint}")
+        raise InvalidArgumentError(
+            f"No trial of the experiment at {experiment_path} has reported {metric!r} yet "
+            f"({len(result_grid)} trials): there is no result to load.")
+    return TuneLightningResult(result_grid, _RecordedModel(record).build_model, metric, mode,
+                               checkpoint_filename=record.checkpoint_filename,
+                               searched=record.searched)
 
 
 class _RecordedModel:
     """Builds the recorded model class from a config, importing the class only when asked."""
 
-    def __init__(self, model_path: str) -> None:
-        self.model_path = model_path
+    def __init__(self, record: ExperimentRecord) -> None:
+        self.record = record
 
     def build_model(self, config: Dict[str, Any]) -> Any:
-        model_cls = _record.import_class(self.model_path, "model class")
         # the config was checked when the search ran: the model takes the keys it accepts
-        return ConfigRouting(model_cls).model.build(config)
+        return ConfigRouting(self.record.model_cls()).model.build(config)
 
 
-def _result_or_error(result_grid: tune.ResultGrid, routing: Any, metric: str,
-                     mode: str, searched: Sequence[str] = ()) -> TuneLightningResult:
+def _result_or_error(result_grid: tune.ResultGrid, spec: TrialSpec,
+                     searched: Sequence[str]) -> TuneLightningResult:
     errors = result_grid.errors
     if errors and len(errors) == len(result_grid):
         raise AllTrialsFailedError(
@@ -283,4 +258,5 @@ def _result_or_error(result_grid: tune.ResultGrid, routing: Any, metric: str,
     if errors:
         log.warning("%d of %d trials failed; the best result comes from the others. First "
                     "error: %s", len(errors), len(result_grid), errors[0])
-    return TuneLightningResult(result_grid, routing, metric, mode, searched=searched)
+    return TuneLightningResult(result_grid, spec.routing.build_model, spec.metric, spec.mode,
+                               checkpoint_filename=spec.checkpoint_filename, searched=searched)

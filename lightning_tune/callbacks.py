@@ -2,7 +2,9 @@
 
 Same call signature as Ray's own Lightning callbacks, so swapping the import is enough. They
 work in a single-process Trainer inside a trial and under a Ray strategy, where only rank 0's
-report travels to the trial process (see :mod:`lightning_tune.session`).
+report travels to the trial process (see :mod:`lightning_tune.bridge`). The classes here
+subclass ``lightning.pytorch.Callback``; their ``pytorch_lightning`` twins are in
+:mod:`lightning_tune.pytorch_lightning`.
 """
 
 from __future__ import annotations
@@ -12,8 +14,11 @@ import shutil
 import tempfile
 from typing import Any, Dict, List, Optional, Union
 
-from lightning_tune import session
-from lightning_tune._lightning import PerTree
+import lightning.pytorch as pl
+
+from lightning_tune import bridge
+from lightning_tune.errors import InvalidArgumentError, MetricNotReportedError
+from lightning_tune.lightning_trees import LIGHTNING, PerTree, TreeTwin, tree_module
 
 # Hooks that take (trainer, pl_module, ...) and make sense to report from.
 _HOOKS = (
@@ -29,10 +34,10 @@ MetricsSpec = Union[None, str, List[str], Dict[str, str]]
 def _normalise_on(on: Union[str, List[str]]) -> List[str]:
     hooks = [on] if isinstance(on, str) else list(on)
     if not hooks:
-        raise ValueError("on= needs at least one hook name, e.g. 'validation_end'.")
+        raise InvalidArgumentError("on= needs at least one hook name, e.g. 'validation_end'.")
     for hook in hooks:
         if hook.removeprefix("on_") not in _HOOKS:
-            raise ValueError(f"on={hook!r} is not a hook these callbacks report from; choose "
+            raise InvalidArgumentError(f"on={hook!r} is not a hook these callbacks report from; choose "
                              f"from: {', '.join(_HOOKS)}.")
     return [hook.removeprefix("on_") for hook in hooks]
 
@@ -47,13 +52,24 @@ def _normalise_metrics(metrics: MetricsSpec) -> Optional[Dict[str, str]]:
     return {name: name for name in metrics}
 
 
-class _TuneReportBase(PerTree):
-    _tree_base = "callbacks.Callback"
+class TuneReportBase(PerTree):
+    """What both report callbacks share: which metrics, on which hooks, to where.
+
+    ``required_metric``: set by ``lightning_trainable`` to the metric the search optimises;
+    a report without it fails where it starts, naming the metrics that were logged.
+    """
+
+    required_metric: Optional[str] = None
 
     def __init__(self, metrics: MetricsSpec = None, on: Union[str, List[str]] = "validation_end"):
         super().__init__()
         self._metrics = _normalise_metrics(metrics)
         self._on = _normalise_on(on)
+
+    @property
+    def checkpoint_filename(self) -> Optional[str]:
+        """The checkpoint file's name inside each reported checkpoint (None: no checkpoint)."""
+        return None
 
     def _collect(self, trainer: Any) -> Dict[str, Any]:
         """The metrics to report, as plain numbers, renamed as the user asked."""
@@ -63,7 +79,7 @@ class _TuneReportBase(PerTree):
         else:
             missing = [lightning for lightning in self._metrics.values() if lightning not in available]
             if missing:
-                raise KeyError(
+                raise MetricNotReportedError(
                     f"{type(self).__name__} was asked to report {missing}, which the model has not "
                     f"logged by on_{'/'.join(self._on)}. Logged: {sorted(available) or 'none'}.")
             chosen = {tune_name: available[lightning] for tune_name, lightning in self._metrics.items()}
@@ -74,12 +90,15 @@ class _TuneReportBase(PerTree):
             return
         self._report(trainer, self._collect(trainer))
 
-    def _report(self, trainer: Any, metrics: Dict[str, Any]) -> None:
-        session.report(metrics)
+    def _report(self, trainer: Any, metrics: Dict[str, Any],
+                checkpoint_dir: Optional[str] = None) -> None:
+        bridge.report(metrics, checkpoint_dir=checkpoint_dir,
+                      channel=getattr(trainer.strategy, "report_channel", None),
+                      rank=trainer.global_rank, required_metric=self.required_metric)
 
 
 def _make_hook(hook: str):
-    def on_hook(self: _TuneReportBase, trainer: Any, pl_module: Any, *args: Any, **kwargs: Any) -> None:
+    def on_hook(self: TuneReportBase, trainer: Any, pl_module: Any, *args: Any, **kwargs: Any) -> None:
         if hook in self._on:
             self._fire(trainer)
 
@@ -88,10 +107,10 @@ def _make_hook(hook: str):
 
 
 for _hook in _HOOKS:
-    setattr(_TuneReportBase, f"on_{_hook}", _make_hook(_hook))
+    setattr(TuneReportBase, f"on_{_hook}", _make_hook(_hook))
 
 
-class TuneReportCallback(_TuneReportBase):
+class TuneReportCallbackImpl(TuneReportBase):
     """Report metrics to Tune on the given hook(s).
 
     ``metrics``: None for every callback metric, a name, a list of names, or a dict
@@ -100,7 +119,7 @@ class TuneReportCallback(_TuneReportBase):
     """
 
 
-class TuneReportCheckpointCallback(_TuneReportBase):
+class TuneReportCheckpointCallbackImpl(TuneReportBase):
     """Report metrics and a Lightning checkpoint of the full training state to Tune.
 
     Every rank takes part in the (collective) checkpoint save; only rank 0's file travels.
@@ -110,22 +129,30 @@ class TuneReportCheckpointCallback(_TuneReportBase):
     def __init__(self, metrics: MetricsSpec = None, filename: str = "checkpoint",
                  save_checkpoints: bool = True, on: Union[str, List[str]] = "validation_end"):
         super().__init__(metrics=metrics, on=on)
+        if not isinstance(filename, str) or not filename or os.path.isabs(filename):
+            raise InvalidArgumentError(f"filename must be a relative file name such as "
+                                       f"'model.ckpt', got {filename!r}.")
         self._filename = filename
         self._save_checkpoints = save_checkpoints
 
-    def _report(self, trainer: Any, metrics: Dict[str, Any]) -> None:
+    @property
+    def checkpoint_filename(self) -> Optional[str]:
+        return self._filename if self._save_checkpoints else None
+
+    def _report(self, trainer: Any, metrics: Dict[str, Any],
+                checkpoint_dir: Optional[str] = None) -> None:
         if not self._save_checkpoints:
-            session.report(metrics)
+            super()._report(trainer, metrics)
             return
         directory = tempfile.mkdtemp(prefix="lightning_tune_save_")
         try:
             trainer.save_checkpoint(os.path.join(directory, self._filename), weights_only=False)
-            session.report(metrics, checkpoint_dir=directory)
+            super()._report(trainer, metrics, checkpoint_dir=directory)
         finally:
             shutil.rmtree(directory, ignore_errors=True)
 
 
-class TrialHyperparameters(PerTree):
+class TrialHyperparametersImpl(PerTree):
     """Applies a trial's current config to optimizers restored from an older config.
 
     PBT restarts a trial from a donor's checkpoint with mutated hyperparameters; Lightning's
@@ -134,8 +161,6 @@ class TrialHyperparameters(PerTree):
     the hyperparameters of freshly configured optimizers over the restored ones (keeping
     their state, such as Adam's moments). A plain restart with the same config is untouched.
     """
-
-    _tree_base = "callbacks.Callback"
 
     def __init__(self, config: Dict[str, Any]) -> None:
         super().__init__()
@@ -151,8 +176,6 @@ class TrialHyperparameters(PerTree):
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         if self._restored_config is None or self._restored_config == self._config:
             return
-        from lightning_tune._lightning import tree_module
-
         init = tree_module(self.lightning_tree, "core.optimizer")._init_optimizers_and_lr_schedulers
         fresh_optimizers, fresh_schedulers = init(pl_module)
         for restored, fresh in zip(trainer.optimizers, fresh_optimizers):
@@ -161,3 +184,22 @@ class TrialHyperparameters(PerTree):
         for restored, fresh in zip(trainer.lr_scheduler_configs, fresh_schedulers):
             if hasattr(restored.scheduler, "base_lrs") and hasattr(fresh.scheduler, "base_lrs"):
                 restored.scheduler.base_lrs = list(fresh.scheduler.base_lrs)
+
+
+class TuneReportCallback(TuneReportCallbackImpl, pl.Callback, metaclass=TreeTwin):
+    __doc__ = TuneReportCallbackImpl.__doc__
+    lightning_tree = LIGHTNING
+    family = "TuneReportCallback"
+
+
+class TuneReportCheckpointCallback(TuneReportCheckpointCallbackImpl, pl.Callback,
+                                   metaclass=TreeTwin):
+    __doc__ = TuneReportCheckpointCallbackImpl.__doc__
+    lightning_tree = LIGHTNING
+    family = "TuneReportCheckpointCallback"
+
+
+class TrialHyperparameters(TrialHyperparametersImpl, pl.Callback, metaclass=TreeTwin):
+    __doc__ = TrialHyperparametersImpl.__doc__
+    lightning_tree = LIGHTNING
+    family = "TrialHyperparameters"

@@ -5,8 +5,9 @@
     lightning-tune resume ~/ray_results/NAME   continue it after an interruption
 
 Torch, Lightning and Ray are imported only once a command runs. Input the user can fix (a bad
-file, key or value, a folder that is no experiment) ends with one line on stderr and exit
-status 2, as argparse does for bad arguments.
+file, key or value, a folder that is no experiment: any :class:`LightningTuneError`) ends with
+one line on stderr and exit status 2, as argparse does for bad arguments; a search whose
+trials all failed exits 1; anything else is a bug and shows its traceback.
 """
 
 from __future__ import annotations
@@ -23,12 +24,11 @@ _NOT_IN_YAML = {
                  "from Python to pass them",
     "datamodule": None,  # set by the top-level ``datamodule`` import path
 }
-# what tune_lightning raises for arguments it rejects before any trial runs
-_REJECTED = (ValueError, TypeError, FileExistsError, FileNotFoundError, ImportError)
+from lightning_tune.errors import LightningTuneError
 
 
-class _UsageError(Exception):
-    """Input the user can fix: reported as one line, exit status 2."""
+class _UsageError(LightningTuneError):
+    """Input the user can fix, found by the command itself: one line, exit status 2."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -81,10 +81,19 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    from lightning_tune.errors import AllTrialsFailedError, ExperimentExistsError
+
     args = _parser().parse_args(argv)
     try:
         return args.handler(args)
-    except _UsageError as error:
+    except AllTrialsFailedError as error:
+        print(f"lightning-tune {args.command}: {error}", file=sys.stderr)
+        return 1
+    except ExperimentExistsError as error:
+        print(f"lightning-tune {args.command}: {' '.join(str(error).split())} From the shell: "
+              "lightning-tune resume PATH, or run again with --name NEW_NAME.", file=sys.stderr)
+        return 2
+    except LightningTuneError as error:
         one_line = " ".join(str(error).split())
         print(f"lightning-tune {args.command}: {one_line}", file=sys.stderr)
         return 2
@@ -92,23 +101,13 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from lightning_tune.api import tune_lightning
-    from lightning_tune.errors import AllTrialsFailedError
 
     arguments = read_run_config(args.config)
     overrides = {"name": args.name, "storage_path": args.storage_path,
                  "num_samples": args.num_samples}
     arguments.update({key: value for key, value in overrides.items() if value is not None})
     model_cls, space = arguments.pop("model_cls"), arguments.pop("space")
-    try:
-        result = tune_lightning(model_cls, space, **arguments)
-    except AllTrialsFailedError as error:
-        print(f"lightning-tune run: {error}", file=sys.stderr)
-        return 1
-    except FileExistsError as error:
-        raise _UsageError(f"{error} From the shell: lightning-tune resume PATH, or run again "
-                          "with --name NEW_NAME.") from error
-    except _REJECTED as error:
-        raise _UsageError(str(error)) from error
+    result = tune_lightning(model_cls, space, **arguments)
     print(_trials_table(result))
     _print_best(result)
     _print_plots(result.save_plots(result.experiment_path))
@@ -118,10 +117,7 @@ def _run(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from lightning_tune.api import load_result
 
-    try:
-        result = load_result(args.path)
-    except (FileNotFoundError, ValueError) as error:
-        raise _UsageError(str(error)) from error
+    result = load_result(args.path)
     print(_trials_table(result))
     _print_best(result)
     _print_plots(result.save_plots(args.out or result.experiment_path))
@@ -131,10 +127,7 @@ def _report(args: argparse.Namespace) -> int:
 def _resume(args: argparse.Namespace) -> int:
     from lightning_tune.api import resume
 
-    try:
-        result = resume(args.path, resume_errored=args.resume_errored)
-    except (FileNotFoundError, ImportError, ValueError) as error:
-        raise _UsageError(str(error)) from error
+    result = resume(args.path, resume_errored=args.resume_errored)
     _print_best(result)
     return 0
 
@@ -189,14 +182,14 @@ def read_run_config(path: str) -> Dict[str, Any]:
 
 
 def _import(path: str, key: str, value: Any) -> type:
-    from lightning_tune._record import import_class
+    from lightning_tune.record import import_class
 
     if not isinstance(value, str) or ":" not in value:
         raise _UsageError(f"{path}: {key} must be an import path 'package.module:Class', got "
                           f"{value!r}.")
     try:
         return import_class(value, f"{key} class")
-    except ImportError as error:
+    except ImportError as error:  # the recorded-class error, an ImportError
         cause = f" ({error.__cause__})" if error.__cause__ else ""
         raise _UsageError(f"{path}: cannot import {key} {value!r}{cause}. Define the class in "
                           "a module that Python can import (install its package, or add its "
@@ -205,9 +198,9 @@ def _import(path: str, key: str, value: Any) -> type:
 
 def _space(path: str, value: Any, folder: str) -> Any:
     """A space as tune_lightning takes it: a curated name, a file path or the parameters."""
-    import search_spaces
+    from lightning_tune.spaces import curated_names, load_curated
 
-    curated = search_spaces.names()
+    curated = curated_names()
     what = (f"a curated space name ({', '.join(curated)}), a list of them, a YAML file "
             "(relative to this file) or the parameters as a mapping")
     if value is None:
@@ -219,7 +212,7 @@ def _space(path: str, value: Any, folder: str) -> Any:
         if unknown:
             raise _UsageError(f"{path}: space: no curated space named {unknown}; available: "
                               f"{', '.join(curated)}.")
-        return search_spaces.load(*value)  # merged in order, a later one overriding
+        return load_curated(*value)  # merged in order, a later one overriding
     if isinstance(value, str):
         if value in curated:
             return value
@@ -234,16 +227,8 @@ def _space(path: str, value: Any, folder: str) -> Any:
 def _trials_table(result: Any) -> str:
     """One readable row per trial: id, status, searched values, best metric, epochs."""
     frame = result.dataframe
-    best: Dict[str, float] = {}
-    for trial in result.result_grid:
-        history = trial.metrics_dataframe
-        if history is None or result.metric not in history or "trial_id" not in history:
-            continue
-        values = history[result.metric].dropna()
-        if len(values):
-            best[str(history["trial_id"].iloc[0])] = (values.min() if result.mode == "min"
-                                                      else values.max())
-    columns = [c for c in ["trial_id", "status", *result._searched] if c in frame]
+    best = result.best_score_by_trial()
+    columns = [c for c in ["trial_id", "status", *result.searched] if c in frame]
     table = frame[columns].copy()
     table[f"best {result.metric}"] = [best.get(str(t)) for t in frame["trial_id"]]
     if "training_iteration" in frame:

@@ -4,6 +4,9 @@ Each function takes a :class:`~lightning_tune.results.TuneLightningResult` and r
 ``matplotlib.figure.Figure`` built with the object-oriented API: no pyplot state is touched
 and no backend is chosen, so the figures work the same in scripts, notebooks and the CLI.
 Trials that reported nothing (errored at start-up) are left out rather than failing a plot.
+
+This module is longer than 300 lines on purpose: the three figures share one reading of the
+trials and the axis helpers; split apart, they would reach into each other's privates.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from ray.tune.result import AUTO_RESULT_KEYS
 
+from lightning_tune.errors import InvalidArgumentError, InvalidTypeError
+
 if TYPE_CHECKING:
     from lightning_tune.results import TuneLightningResult
 
@@ -41,6 +46,7 @@ class _Trial:
     """One trial that reported at least one row."""
 
     index: int  # position in Tune's trial order, from 0 like the trial ids' suffix
+    trial_id: str
     name: str  # its directory name: trial id and searched values
     config: Dict[str, Any]
     history: pd.DataFrame
@@ -64,7 +70,8 @@ def _trials(result: "TuneLightningResult") -> List[_Trial]:
         if history is None or history.empty:
             continue  # errored before its first report: nothing to draw
         name = os.path.basename(str(trial.path)) if trial.path else f"trial {index}"
-        trials.append(_Trial(index, name, dict(trial.config or {}), history))
+        trial_id = str(history["trial_id"].iloc[0]) if "trial_id" in history else name
+        trials.append(_Trial(index, trial_id, name, dict(trial.config or {}), history))
     return trials
 
 
@@ -90,14 +97,11 @@ def _curve(trial: _Trial, metric: str) -> pd.DataFrame:
 
 def _scores(result: "TuneLightningResult", metric: str) -> List[Tuple[_Trial, float]]:
     """Each trial's best value of ``metric`` over its epochs, for trials that reported it."""
-    pick = min if result.mode == "min" else max
-    scores = []
-    for trial in _trials(result):
-        values = _curve(trial, metric)[metric]
-        if len(values):
-            scores.append((trial, float(pick(values))))
+    best = result.best_score_by_trial(metric)
+    scores = [(trial, best[trial.trial_id]) for trial in _trials(result)
+              if trial.trial_id in best]
     if not scores:
-        raise ValueError(f"No trial reported the metric {metric!r}, so there is nothing to "
+        raise InvalidArgumentError(f"No trial reported the metric {metric!r}, so there is nothing to "
                          f"plot. Reported metrics: {_reported_metrics(result)}.")
     return scores
 
@@ -202,8 +206,8 @@ class _Axis:
 
 
 def _default_params(result: "TuneLightningResult", trials: List[_Trial]) -> List[str]:
-    if result._searched:
-        return list(result._searched)
+    if result.searched:
+        return list(result.searched)
     # a result without its searched names (e.g. from an old record): the keys that vary
     keys = {key for trial in trials for key in trial.config}
     return sorted(key for key in keys
@@ -219,12 +223,12 @@ def parallel_coordinates(result: "TuneLightningResult", params: Optional[Sequenc
     if params is None:
         params = _default_params(result, trials)
     elif isinstance(params, str):
-        raise TypeError(f"params must be a list of parameter names, got the string {params!r}; "
+        raise InvalidTypeError(f"params must be a list of parameter names, got the string {params!r}; "
                         f"write params=[{params!r}].")
     known = sorted({key for trial in trials for key in trial.config})
     unknown = [name for name in params if name not in known]
     if unknown:
-        raise ValueError(f"Unknown parameter(s) {unknown} for the parallel coordinates plot; the "
+        raise InvalidArgumentError(f"Unknown parameter(s) {unknown} for the parallel coordinates plot; the "
                          f"trials' configs have {known}.")
     values = [value for _, value in scores]
     axes_ = [_Axis.of(name, [trial.config.get(name) for trial in trials]) for name in params]
@@ -282,7 +286,7 @@ def learning_curves(result: "TuneLightningResult", metric: Optional[str] = None,
     curves = [(trial, _curve(trial, metric)) for trial in trials]
     curves = [(trial, curve) for trial, curve in curves if len(curve)]
     if not curves:
-        raise ValueError(f"No trial reported the metric {metric!r}, so there are no learning "
+        raise InvalidArgumentError(f"No trial reported the metric {metric!r}, so there are no learning "
                          f"curves to plot. Reported metrics: {_reported_metrics(result)}.")
     pick = min if result.mode == "min" else max
     ranked = sorted(curves, key=lambda item: pick(item[1][metric]),

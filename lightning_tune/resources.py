@@ -2,24 +2,39 @@
 
 from __future__ import annotations
 
-from typing import Dict, Mapping, Optional
+from typing import Dict, Mapping, Optional, Tuple
 
 from ray.tune import PlacementGroupFactory
 
-from lightning_tune.errors import TrialShapeError
+from lightning_tune.errors import InvalidArgumentError, TrialShapeError
 
 _PLACEMENT_STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
+
+
+def resolve_worker_shape(cpus_per_worker: float = 1, gpus_per_worker: float = 0,
+                         resources_per_worker: Optional[Mapping[str, float]] = None
+                         ) -> Tuple[float, float, Dict[str, float]]:
+    """(CPUs, GPUs, other resources) of one worker; checked.
+
+    ``resources_per_worker`` may hold "CPU" and "GPU" (Ray Train's convention): they override
+    ``cpus_per_worker`` and ``gpus_per_worker``, so ``{"GPU": 0}`` turns GPUs off.
+    """
+    extra = dict(resources_per_worker or {})
+    cpus = extra.pop("CPU", cpus_per_worker)
+    gpus = extra.pop("GPU", gpus_per_worker)
+    check_worker_shape(1, cpus, gpus, extra)
+    return cpus, gpus, extra
 
 
 def worker_bundle(cpus_per_worker: float = 1, gpus_per_worker: float = 0,
                   resources_per_worker: Optional[Mapping[str, float]] = None) -> Dict[str, float]:
     """The resources of one worker actor, as a placement-group bundle."""
-    check_worker_shape(1, cpus_per_worker, gpus_per_worker, resources_per_worker)
-    bundle: Dict[str, float] = {"CPU": cpus_per_worker}
-    if gpus_per_worker:
-        bundle["GPU"] = gpus_per_worker
-    for name, amount in (resources_per_worker or {}).items():
-        bundle[name] = amount
+    cpus, gpus, extra = resolve_worker_shape(cpus_per_worker, gpus_per_worker,
+                                             resources_per_worker)
+    bundle: Dict[str, float] = {"CPU": cpus}
+    if gpus:
+        bundle["GPU"] = gpus
+    bundle.update(extra)
     return bundle
 
 
@@ -27,20 +42,21 @@ def check_worker_shape(num_workers: int, cpus_per_worker: float, gpus_per_worker
                        resources_per_worker: Optional[Mapping[str, float]] = None) -> None:
     """Reject worker counts and sizes no trial could use, before Ray is involved."""
     if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1:
-        raise ValueError(f"num_workers must be an integer >= 1, got {num_workers!r}.")
-    if not isinstance(cpus_per_worker, (int, float)) or cpus_per_worker <= 0:
-        raise ValueError(
+        raise InvalidArgumentError(f"num_workers must be an integer >= 1, got {num_workers!r}.")
+    if isinstance(cpus_per_worker, bool) or not isinstance(cpus_per_worker, (int, float)) \
+            or cpus_per_worker <= 0:
+        raise InvalidArgumentError(
             f"cpus_per_worker must be > 0, got {cpus_per_worker!r}: every worker needs some CPU "
             "(use a fraction such as 0.5 to pack several workers on one core).")
-    if not isinstance(gpus_per_worker, (int, float)) or gpus_per_worker < 0:
-        raise ValueError(f"gpus_per_worker must be >= 0, got {gpus_per_worker!r}.")
+    if isinstance(gpus_per_worker, bool) or not isinstance(gpus_per_worker, (int, float)) \
+            or gpus_per_worker < 0:
+        raise InvalidArgumentError(f"gpus_per_worker must be >= 0, got {gpus_per_worker!r}.")
     for name, amount in (resources_per_worker or {}).items():
         if name in ("CPU", "GPU"):
-            raise ValueError(
-                f"resources_per_worker may not contain {name!r}; use cpus_per_worker / "
-                "gpus_per_worker for those.")
-        if not isinstance(amount, (int, float)) or amount < 0:
-            raise ValueError(f"resources_per_worker[{name!r}] must be >= 0, got {amount!r}.")
+            continue  # overrides, checked by resolve_worker_shape
+        if isinstance(amount, bool) or not isinstance(amount, (int, float)) or amount < 0:
+            raise InvalidArgumentError(
+                f"resources_per_worker[{name!r}] must be >= 0, got {amount!r}.")
 
 
 def get_tune_resources(num_workers: int, cpus_per_worker: float = 1, gpus_per_worker: float = 0,
@@ -53,11 +69,11 @@ def get_tune_resources(num_workers: int, cpus_per_worker: float = 1, gpus_per_wo
     bundles, so a trial never competes with other trials for its workers' CPUs. A head of
     ``head_cpus=0`` is allowed: Tune then places the trial process in the group with no CPU.
     """
-    check_worker_shape(num_workers, cpus_per_worker, gpus_per_worker, resources_per_worker)
+    check_worker_shape(num_workers, cpus_per_worker, gpus_per_worker)
     if not isinstance(head_cpus, (int, float)) or head_cpus < 0:
-        raise ValueError(f"head_cpus must be >= 0, got {head_cpus!r}.")
+        raise InvalidArgumentError(f"head_cpus must be >= 0, got {head_cpus!r}.")
     if placement_strategy not in _PLACEMENT_STRATEGIES:
-        raise ValueError(f"placement_strategy must be one of {_PLACEMENT_STRATEGIES}, "
+        raise InvalidArgumentError(f"placement_strategy must be one of {_PLACEMENT_STRATEGIES}, "
                          f"got {placement_strategy!r}.")
     worker = worker_bundle(cpus_per_worker, gpus_per_worker, resources_per_worker)
     head = {"CPU": head_cpus}

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import json
 import os
-from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Sequence
 
 import pandas as pd
 import torch
 from ray import tune
 from ray.tune import ResultGrid
 
-from lightning_tune._routing import ConfigRouting
+from lightning_tune.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+
+
+def best_of(values: pd.Series, mode: str) -> Any:
+    """The index of the best value in ``values`` ("min" or "max"), NaN skipped."""
+    return values.idxmin() if mode == "min" else values.idxmax()
 
 
 def _config_of(result: Any) -> Dict[str, Any]:
@@ -35,13 +40,16 @@ class TuneLightningResult:
     ``best_metrics`` and ``best_checkpoint`` are from that epoch.
     """
 
-    def __init__(self, result_grid: ResultGrid, routing: ConfigRouting, metric: str, mode: str,
-                 checkpoint_filename: str = "checkpoint", searched: Sequence[str] = ()) -> None:
+    def __init__(self, result_grid: ResultGrid, build_model: Callable[[Dict[str, Any]], Any],
+                 metric: str, mode: str, checkpoint_filename: Optional[str] = "checkpoint",
+                 searched: Sequence[str] = ()) -> None:
         self.result_grid = result_grid
-        self._searched = list(searched)
         self.metric, self.mode = metric, mode
-        self._routing = routing
-        self._filename = checkpoint_filename
+        #: the searched parameter names (sampled or grid), in the space's order
+        self.searched = list(searched)
+        #: the checkpoint file inside each reported checkpoint (None: trials report none)
+        self.checkpoint_filename = checkpoint_filename
+        self._build_model = build_model
         self._best = result_grid.get_best_result(metric=metric, mode=mode, scope="all")
         self.best_checkpoint: Optional[tune.Checkpoint] = self._best.get_best_checkpoint(metric, mode)
         self.best_metrics: Dict[str, Any] = self._metrics_of(self.best_checkpoint)
@@ -52,9 +60,24 @@ class TuneLightningResult:
                 return dict(metrics)
         history = self._best.metrics_dataframe
         if history is not None and self.metric in history:
-            row = history[self.metric].idxmin() if self.mode == "min" else history[self.metric].idxmax()
-            return history.loc[row].to_dict()
+            return history.loc[best_of(history[self.metric], self.mode)].to_dict()
         return dict(self._best.metrics or {})
+
+    def best_score_by_trial(self, metric: Optional[str] = None) -> Dict[str, float]:
+        """Each trial's best reported ``metric`` (default: the searched one), by trial id.
+
+        Trials that never reported it are left out.
+        """
+        metric = metric or self.metric
+        scores: Dict[str, float] = {}
+        for trial in self.result_grid:
+            history = trial.metrics_dataframe
+            if history is None or metric not in history or "trial_id" not in history:
+                continue
+            values = history[metric].dropna()
+            if len(values):
+                scores[str(history["trial_id"].iloc[0])] = float(values[best_of(values, self.mode)])
+        return scores
 
     @property
     def best_config(self) -> Dict[str, Any]:
@@ -78,24 +101,30 @@ class TuneLightningResult:
                       if result.metrics_dataframe is None or result.metrics_dataframe.empty]
         if unreported:
             frame = pd.concat([frame, pd.DataFrame(unreported)], ignore_index=True)
-        frame = frame.rename(columns={f"config/{name}": name for name in self._searched})
+        frame = frame.rename(columns={f"config/{name}": name for name in self.searched})
         statuses = {(result.metrics or {}).get("trial_id"): "ERROR" if result.error else "TERMINATED"
                     for result in self.result_grid}
         if "trial_id" in frame:
             frame.insert(1, "status", [statuses.get(trial_id, "") for trial_id in frame["trial_id"]])
-        leading = [c for c in ["trial_id", "status", *self._searched, self.metric,
+        leading = [c for c in ["trial_id", "status", *self.searched, self.metric,
                                "training_iteration"] if c in frame]
         return frame[leading + [c for c in frame.columns if c not in leading]]
 
     def load_best_model(self) -> Any:
         """The model class built from the best config, with the best checkpoint's weights."""
-        if self.best_checkpoint is None:
-            raise ValueError("The best trial saved no checkpoint (it was reported with "
-                             "TuneReportCallback, not TuneReportCheckpointCallback).")
-        model = self._routing.build_model(self.best_config)
+        if self.best_checkpoint is None or self.checkpoint_filename is None:
+            raise InvalidArgumentError(
+                "The best trial saved no checkpoint (it was reported with TuneReportCallback, "
+                "not TuneReportCheckpointCallback).")
+        model = self._build_model(self.best_config)
         with self.best_checkpoint.as_directory() as directory:
-            state = torch.load(os.path.join(directory, self._filename), map_location="cpu",
-                               weights_only=True)
+            path = os.path.join(directory, self.checkpoint_filename)
+            if not os.path.exists(path):
+                raise InvalidArgumentError(
+                    f"The best checkpoint {self.best_checkpoint.path} holds no file "
+                    f"{self.checkpoint_filename!r} (it holds {sorted(os.listdir(directory))}).")
+            # as data only: a tampered checkpoint fails to load instead of running code
+            state = torch.load(path, map_location="cpu", weights_only=True)
         model.load_state_dict(state["state_dict"])
         model.eval()
         return model

@@ -16,6 +16,7 @@ from ray.tune.search import BasicVariantGenerator, SearchAlgorithm, Searcher
 from ray.tune.search.sample import Domain
 
 from lightning_tune.spaces import Parameter, SearchSpace
+from lightning_tune.errors import InvalidArgumentError
 
 SEARCH_ALGS = ("random", "grid", "optuna", "hyperopt")
 # Random configs Optuna's TPE and HyperOpt draw before modelling: their defaults (10, 20)
@@ -30,16 +31,16 @@ def check_space_for_searcher(space: SearchSpace, search_alg: Any) -> None:
         return
     grids, sampled = space.grid_parameters(), space.sampled_parameters()
     if search_alg == "grid" and sampled:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"search_alg='grid' tries every combination of grid values, but {sampled} are "
             "sampled distributions. Give them 'grid' values (or tune.grid_search), or use "
             "search_alg='random'.")
     if search_alg in ("optuna", "hyperopt") and grids:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"Parameters {grids} are grids, which search_alg={search_alg!r} cannot express (it "
             "samples). Make them 'choice', or use search_alg='grid' or 'random'.")
     if search_alg == "hyperopt" and space.conditional:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"Parameters {space.conditional} are conditional ('when'), which "
             "search_alg='hyperopt' cannot express from a flat space. Use search_alg='optuna' "
             "(which samples them only when their condition holds) or 'random'.")
@@ -47,12 +48,12 @@ def check_space_for_searcher(space: SearchSpace, search_alg: Any) -> None:
         quantised_log = [name for name, p in space.parameters.items()
                          if p.distribution == "qloguniform"]
         if quantised_log:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"Parameters {quantised_log} are qloguniform, which search_alg='optuna' cannot "
                 "express (Optuna's log scale takes no step). Use loguniform or quniform, or "
                 "search_alg='hyperopt' or 'random'.")
         if space.conditional and any(isinstance(e, Domain) for e in space.entries.values()):
-            raise ValueError(
+            raise InvalidArgumentError(
                 "With conditional parameters, search_alg='optuna' needs every searched "
                 "parameter as a spec dict ({'distribution': ...}), not a Tune domain.")
 
@@ -70,7 +71,7 @@ def make_search_alg(search_alg: Union[str, Searcher, SearchAlgorithm], space: Se
     if isinstance(search_alg, (Searcher, SearchAlgorithm)):
         return search_alg, space.to_tune(seed)
     if search_alg not in SEARCH_ALGS:
-        raise ValueError(f"search_alg must be one of {SEARCH_ALGS} or a ray.tune.search.Searcher "
+        raise InvalidArgumentError(f"search_alg must be one of {SEARCH_ALGS} or a ray.tune.search.Searcher "
                          f"instance, got {search_alg!r}.")
     check_space_for_searcher(space, search_alg)
     if search_alg in ("random", "grid"):
@@ -136,7 +137,7 @@ def make_scheduler(scheduler: Union[str, TrialScheduler], max_epochs: int,
     if isinstance(scheduler, TrialScheduler):
         return scheduler
     if scheduler not in SCHEDULERS:
-        raise ValueError(f"scheduler must be one of {SCHEDULERS} or a ray.tune.schedulers."
+        raise InvalidArgumentError(f"scheduler must be one of {SCHEDULERS} or a ray.tune.schedulers."
                          f"TrialScheduler instance, got {scheduler!r}.")
     if scheduler == "fifo":
         return FIFOScheduler()
@@ -150,11 +151,11 @@ def make_scheduler(scheduler: Union[str, TrialScheduler], max_epochs: int,
         return MedianStoppingRule(time_attr="training_iteration", grace_period=1,
                                   min_samples_required=2)
     if search_alg not in ("random", None):
-        raise ValueError("scheduler='pbt' explores by mutating running trials, so it needs "
+        raise InvalidArgumentError("scheduler='pbt' explores by mutating running trials, so it needs "
                          f"search_alg='random', not {search_alg!r}.")
     mutations = pbt_mutations(space) if space is not None else {}
     if not mutations:
-        raise ValueError("scheduler='pbt' needs at least one sampled parameter in the space "
+        raise InvalidArgumentError("scheduler='pbt' needs at least one sampled parameter in the space "
                          "to mutate (a distribution or choice, not a constant or grid).")
     return PopulationBasedTraining(time_attr="training_iteration",
                                    perturbation_interval=max(1, max_epochs // 4),

@@ -25,6 +25,9 @@ import yaml
 from ray import tune
 from ray.tune.search import sample
 
+from lightning_tune.errors import (InvalidArgumentError, InvalidTypeError, NotFoundError,
+                                   UnknownNameError)
+
 _RANGES = ("uniform", "quniform", "loguniform", "qloguniform", "randint")
 _SETS = ("choice", "grid")
 DISTRIBUTIONS = _RANGES + _SETS
@@ -61,7 +64,7 @@ class SearchSpace:
 
     def __init__(self, entries: Mapping[str, Any]) -> None:
         if not isinstance(entries, Mapping):
-            raise TypeError(f"A search space must be a mapping of names to values, got "
+            raise InvalidTypeError(f"A search space must be a mapping of names to values, got "
                             f"{type(entries).__name__}.")
         self.entries: Dict[str, Any] = {}
         for name, value in entries.items():
@@ -70,11 +73,11 @@ class SearchSpace:
             for other, wanted in parameter.when.items():
                 condition = self.entries.get(other)
                 if other not in self.entries:
-                    raise ValueError(f"Parameter {parameter.name!r} is conditional on {other!r}, "
+                    raise InvalidArgumentError(f"Parameter {parameter.name!r} is conditional on {other!r}, "
                                      f"which is not in the space.")
                 if isinstance(condition, Parameter) and condition.values is not None \
                         and wanted not in condition.values:
-                    raise ValueError(f"Parameter {parameter.name!r} is sampled when {other} == "
+                    raise InvalidArgumentError(f"Parameter {parameter.name!r} is sampled when {other} == "
                                      f"{wanted!r}, but {other!r} only takes {condition.values}.")
 
     @property
@@ -130,7 +133,7 @@ def _is_grid(value: Any) -> bool:
 
 def _number(name: str, key: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"Parameter {name!r}: {key} must be a number, got {value!r}.")
+        raise InvalidArgumentError(f"Parameter {name!r}: {key} must be a number, got {value!r}.")
     return value
 
 
@@ -143,36 +146,36 @@ def _parse_entry(name: str, value: Any) -> Any:
     distribution = spec.pop("distribution")
     when, why = spec.pop("when", {}) or {}, spec.pop("why", "")
     if distribution not in DISTRIBUTIONS:
-        raise ValueError(f"Parameter {name!r}: unknown distribution {distribution!r}; use one of "
+        raise InvalidArgumentError(f"Parameter {name!r}: unknown distribution {distribution!r}; use one of "
                          f"{', '.join(DISTRIBUTIONS)}.")
     if not isinstance(when, Mapping):
-        raise ValueError(f"Parameter {name!r}: when must map a parameter to a value, got {when!r}.")
+        raise InvalidArgumentError(f"Parameter {name!r}: when must map a parameter to a value, got {when!r}.")
     expected = {"values"} if distribution in _SETS else (
         {"low", "high", "q"} if distribution.startswith("q") else {"low", "high"})
     missing, unknown = expected - set(spec), set(spec) - expected
     if missing or unknown:
-        raise ValueError(f"Parameter {name!r}: a {distribution} takes {sorted(expected)}"
+        raise InvalidArgumentError(f"Parameter {name!r}: a {distribution} takes {sorted(expected)}"
                          + (f"; missing {sorted(missing)}" if missing else "")
                          + (f"; unknown {sorted(unknown)}" if unknown else "") + ".")
     if distribution in _SETS:
         values = spec["values"]
         if not isinstance(values, (list, tuple)) or not values:
-            raise ValueError(f"Parameter {name!r}: a {distribution} needs a non-empty list of "
+            raise InvalidArgumentError(f"Parameter {name!r}: a {distribution} needs a non-empty list of "
                              f"values, got {values!r}.")
         return Parameter(name, distribution, values=list(values), when=dict(when), why=why)
     low, high = _number(name, "low", spec["low"]), _number(name, "high", spec["high"])
     if low >= high:
-        raise ValueError(f"Parameter {name!r}: low ({low}) must be below high ({high}).")
+        raise InvalidArgumentError(f"Parameter {name!r}: low ({low}) must be below high ({high}).")
     if distribution in ("loguniform", "qloguniform") and low <= 0:
-        raise ValueError(f"Parameter {name!r}: a {distribution} needs low > 0 (got {low}); "
+        raise InvalidArgumentError(f"Parameter {name!r}: a {distribution} needs low > 0 (got {low}); "
                          "log scale is undefined at and below zero.")
     if distribution == "randint" and not (float(low).is_integer() and float(high).is_integer()):
-        raise ValueError(f"Parameter {name!r}: randint needs integer bounds, got {low}, {high}.")
+        raise InvalidArgumentError(f"Parameter {name!r}: randint needs integer bounds, got {low}, {high}.")
     q = None
     if distribution.startswith("q"):
         q = _number(name, "q", spec["q"])
         if q <= 0:
-            raise ValueError(f"Parameter {name!r}: q must be > 0, got {q}.")
+            raise InvalidArgumentError(f"Parameter {name!r}: q must be > 0, got {q}.")
     return Parameter(name, distribution, low=low, high=high, q=q, when=dict(when), why=why)
 
 
@@ -198,15 +201,56 @@ def load_space(space: Union[str, os.PathLike, Mapping[str, Any], SearchSpace]) -
         path = os.fspath(space)
         if path.endswith((".yaml", ".yml")) or os.path.sep in path:
             if not os.path.exists(path):
-                raise FileNotFoundError(f"Search space file {path!r} does not exist.")
+                raise NotFoundError(f"Search space file {path!r} does not exist.")
             with open(path) as handle:
                 try:
                     data = yaml.safe_load(handle)
                 except yaml.YAMLError as error:
-                    raise ValueError(f"Search space file {path!r} is not valid YAML: {error}") from error
+                    raise InvalidArgumentError(f"Search space file {path!r} is not valid YAML: {error}") from error
             return SearchSpace(data.get("parameters", data) if isinstance(data, Mapping) else data)
-        import search_spaces
-
-        return search_spaces.load(path)
-    raise TypeError(f"space must be a dict, a YAML file path or a search_spaces name, got "
+        return load_curated(path)
+    raise InvalidTypeError(f"space must be a dict, a YAML file path or a search_spaces name, got "
                     f"{type(space).__name__}.")
+
+
+# --- curated spaces: YAML files in the top-level search_spaces/ folder ---------------------
+# Read as data from beside this package (an editable or a regular install alike), so this
+# module does not import search_spaces; search_spaces re-exports the functions below.
+CURATED_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                           "search_spaces")
+
+
+def curated_names() -> List[str]:
+    """The names of the curated spaces."""
+    return sorted(name[:-5] for name in os.listdir(CURATED_DIR) if name.endswith(".yaml"))
+
+
+def _read_curated(name: str) -> Dict[str, Any]:
+    path = os.path.join(CURATED_DIR, f"{name}.yaml")
+    if not os.path.exists(path):
+        raise UnknownNameError(f"No curated search space named {name!r}. Available: "
+                               f"{', '.join(curated_names())}.")
+    with open(path) as handle:
+        return yaml.safe_load(handle)
+
+
+def describe_curated(name: str) -> str:
+    """What a curated space is for, and why each range is what it is."""
+    data = _read_curated(name)
+    lines = [f"{name}: {data.get('description', '')}"]
+    for parameter, spec in data["parameters"].items():
+        why = spec.get("why", "") if isinstance(spec, Mapping) else "constant"
+        lines.append(f"  {parameter}: {why}")
+    return "\n".join(lines)
+
+
+def load_curated(*space_names: str, overrides: Optional[Mapping[str, Any]] = None) -> SearchSpace:
+    """One space from curated spaces, merged in order (a later one overrides an earlier)."""
+    if not space_names:
+        raise InvalidArgumentError(
+            f"Name at least one search space: {', '.join(curated_names())}.")
+    entries: Dict[str, Any] = {}
+    for name in space_names:
+        entries.update(_read_curated(name)["parameters"])
+    entries.update(overrides or {})
+    return SearchSpace(entries)

@@ -93,6 +93,27 @@ class FailOnceClassifier(EpochLoggingClassifier):
             raise RuntimeError("deliberate one-time failure")
 
 
+class PausingClassifier(EpochLoggingClassifier):
+    """Holds the trial whose lr is ``pause_lr`` after ``pause_after_epochs`` reported epochs,
+    the first time only: it creates ``pause_marker`` and sleeps, so a test can act on a
+    search at a known point instead of racing its epochs."""
+
+    def __init__(self, pause_marker: str = "", pause_lr: float = -1.0,
+                 pause_after_epochs: int = 2, **kwargs):
+        super().__init__(**kwargs)
+        self.pause_marker, self.pause_lr = pause_marker, pause_lr
+        self.pause_after_epochs = pause_after_epochs
+
+    def on_train_epoch_end(self):
+        import time
+
+        if (self.hparams.lr == self.pause_lr and self.pause_marker
+                and self.current_epoch + 1 == self.pause_after_epochs
+                and not os.path.exists(self.pause_marker)):
+            open(self.pause_marker, "w").close()
+            time.sleep(3600)
+
+
 class WrongMetricClassifier(DigitsClassifier):
     """Logs ``valid_loss`` where the search expects ``val_loss``."""
 
@@ -138,22 +159,72 @@ class SlowEpochClassifier(EpochLoggingClassifier):
         time.sleep(self.epoch_sleep)
 
 
-class NodeRecordingClassifier(SlowEpochClassifier):
-    """Every rank notes, each epoch, which Ray node it trains on (``record_dir``, one file each)."""
+class NodeRecordingClassifier(EpochLoggingClassifier):
+    """Every rank notes, each epoch, which Ray node it trains on (``record_dir``, one file each),
+    and the node of its trial process. On ``hold_on_node`` every rank holds after its second
+    reported epoch (it notes that too) until the test takes that node away."""
 
-    def __init__(self, record_dir: str, trial_tag: int = 0, **kwargs):
+    def __init__(self, record_dir: str, trial_tag: int = 0, hold_on_node: str = "", **kwargs):
         super().__init__(**kwargs)
-        self.record_dir, self.trial_tag = record_dir, trial_tag
+        self.record_dir, self.trial_tag, self.hold_on_node = record_dir, trial_tag, hold_on_node
 
-    def on_train_epoch_start(self):
-        import time
-
-        record = {"trial_tag": self.trial_tag, "epoch": self.current_epoch, "time": time.time(),
-                  "global_rank": self.global_rank, "pid": os.getpid(),
-                  "node_id": ray.get_runtime_context().get_node_id()}
-        name = f"{self.trial_tag}_{self.current_epoch}_{self.global_rank}_{os.getpid()}.json"
+    def _note(self, kind: str) -> str:
+        channel = getattr(self.trainer.strategy, "report_channel", None)
+        node_id = ray.get_runtime_context().get_node_id()
+        record = {"trial_tag": self.trial_tag, "epoch": self.current_epoch, "kind": kind,
+                  "global_rank": self.global_rank, "pid": os.getpid(), "node_id": node_id,
+                  "trial_node_id": channel.trial_node_id if channel else None}
+        name = f"{kind}_{self.trial_tag}_{self.current_epoch}_{self.global_rank}_{os.getpid()}.json"
         with open(os.path.join(self.record_dir, name), "w") as handle:
             json.dump(record, handle)
+        return node_id
+
+    def on_train_epoch_start(self):
+        super().on_train_epoch_start()
+        self._note("epoch")
+
+    def on_train_epoch_end(self):
+        import time
+
+        if self.current_epoch == 1 and self.hold_on_node == ray.get_runtime_context().get_node_id():
+            self._note("held")
+            time.sleep(3600)
+
+
+class LaggingClassifier(EpochLoggingClassifier):
+    """Reports a scripted ``val_loss``: ``1 / epoch`` plus ``lag``. Trials with a lag are
+    made bad on purpose; trials without one report the very same values (ties)."""
+
+    def __init__(self, lag: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.lag = lag
+
+    def validation_step(self, batch, batch_idx):
+        self._loss_and_accuracy(batch)
+        self.log("val_loss", 1.0 / (self.current_epoch + 1) + self.lag)
+        self.log("epoch_seen", float(self.current_epoch))
+
+
+class ListenerProbeClassifier(DigitsClassifier):
+    """Every rank, in the middle of training, says where it runs (``ready_<rank>``) and holds
+    until the test has listed the listening sockets (``checked``) or two minutes pass."""
+
+    def __init__(self, handshake_dir: str, **kwargs):
+        super().__init__(**kwargs)
+        self.handshake_dir = handshake_dir
+
+    def on_train_epoch_end(self):
+        import time
+
+        if self.current_epoch != 0:
+            return
+        with open(os.path.join(self.handshake_dir, f"ready_{self.global_rank}"), "w") as handle:
+            handle.write(str(os.getpid()))
+        deadline = time.monotonic() + 120
+        while not os.path.exists(os.path.join(self.handshake_dir, "checked")):
+            if time.monotonic() > deadline:
+                raise TimeoutError("the test never listed the listening sockets")
+            time.sleep(0.1)
 
 
 class StallingClassifier(DigitsClassifier):

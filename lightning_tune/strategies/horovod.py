@@ -1,9 +1,9 @@
 """Horovod data-parallel training for Lightning 2.x, its ranks Ray actors.
 
 Lightning dropped its Horovod strategy in 2.0; this one follows the same recipe on the
-current Strategy API. Workers are started by the same :class:`RayLauncher` as DDP (so they
-sit in a Tune trial's own bundles); the driver runs Horovod's gloo rendezvous server and
-hands each rank its Horovod environment.
+current Strategy API. Workers are started by the same Ray launcher as DDP (so they sit in a
+Tune trial's own bundles); the driver runs Horovod's gloo rendezvous server, bound to the
+address Ray uses for its node, and hands each rank its Horovod environment.
 """
 
 from __future__ import annotations
@@ -14,9 +14,12 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Union
 import ray
 import torch
 
-from lightning_tune._lightning import PerTree, fabric_module
-from lightning_tune.launchers.ray import WorkerHost, WorkerPlacement
-from lightning_tune.strategies.ddp import RayWorkerStrategyMixin
+import lightning.pytorch as pl
+
+from lightning_tune.errors import InvalidArgumentError, MissingDependencyError
+from lightning_tune.launchers.ranks import WorkerHost, WorkerPlacement
+from lightning_tune.lightning_trees import LIGHTNING, TreeTwin
+from lightning_tune.strategies._base import RayStrategyBase
 
 _INSTALL_HINT = (
     "RayHorovodStrategy needs Horovod built for this torch, which pip cannot install as released "
@@ -29,7 +32,7 @@ def import_horovod():
     try:
         import horovod.torch as hvd
     except ImportError as error:
-        raise ImportError(f"{_INSTALL_HINT} ({error})") from error
+        raise MissingDependencyError(f"{_INSTALL_HINT} ({error})") from error
     return hvd
 
 
@@ -60,8 +63,8 @@ def _route_zero_grad_to_the_optimizer(horovod_cls: type) -> None:
     horovod_cls.zero_grad = zero_grad
 
 
-class RayHorovodStrategy(RayWorkerStrategyMixin, PerTree):
-    """Synchronous data parallel training over Horovod's collectives, ranks on Ray actors.
+class RayHorovodStrategyImpl(RayStrategyBase):
+    """The implementation both trees' ``RayHorovodStrategy`` share.
 
     Parameters are broadcast from rank 0 before training; gradients are averaged by Horovod's
     ``DistributedOptimizer`` after every backward pass (so gradient accumulation and several
@@ -69,7 +72,7 @@ class RayHorovodStrategy(RayWorkerStrategyMixin, PerTree):
     with Horovod; rank 0 writes checkpoints.
     """
 
-    _tree_base = "strategies.ParallelStrategy"
+    family = "RayHorovodStrategy"
     num_nodes = 1
 
     def __init__(self, num_workers: int = 1, cpus_per_worker: float = 1, use_gpu: bool = False,
@@ -77,10 +80,9 @@ class RayHorovodStrategy(RayWorkerStrategyMixin, PerTree):
                  init_hook: Optional[Callable[[], None]] = None,
                  worker_timeout_s: Optional[float] = None, reuse_workers: bool = True) -> None:
         import_horovod()
-        self._init_workers(num_workers, cpus_per_worker, use_gpu, resources_per_worker, init_hook,
-                           worker_timeout_s, reuse_workers)
-        environment = fabric_module(self.lightning_tree, "plugins.environments").LightningEnvironment()
-        super().__init__(cluster_environment=environment)
+        self._init_workers(num_workers, cpus_per_worker, use_gpu, resources_per_worker,
+                           init_hook, worker_timeout_s, reuse_workers)
+        super().__init__(cluster_environment=self._new_cluster_environment())
         self._rendezvous = None
         self._exit_stack: Optional[contextlib.ExitStack] = None
 
@@ -89,17 +91,17 @@ class RayHorovodStrategy(RayWorkerStrategyMixin, PerTree):
         return True
 
     # --- driver side -----------------------------------------------------------------------
-    def _start_backend(self, placements: List[WorkerPlacement],
-                       hosts: List[WorkerHost]) -> List[Dict[str, str]]:
+    def start_backend(self, placements: List[WorkerPlacement],
+                      hosts: List[WorkerHost]) -> List[Dict[str, str]]:
         from horovod.runner.common.util.hosts import SlotInfo
-        from horovod.runner.http.http_server import RendezvousServer
 
         slots = horovod_slots(placements, hosts)
-        self._rendezvous = RendezvousServer(verbose=0)
+        # on the address Ray uses for this node (loopback for a local Ray), not every address
+        address = ray.util.get_node_ip_address()
+        self._rendezvous = _bound_rendezvous_server(address)
         port = self._rendezvous.start()
         self._rendezvous.init([SlotInfo(hostname=host.node_id, **slot)
                                for host, slot in zip(hosts, slots)])
-        address = ray.util.get_node_ip_address()
         return [{
             "HOROVOD_GLOO_RENDEZVOUS_ADDR": address, "HOROVOD_GLOO_RENDEZVOUS_PORT": str(port),
             "HOROVOD_CONTROLLER": "gloo", "HOROVOD_CPU_OPERATIONS": "gloo",
@@ -107,14 +109,14 @@ class RayHorovodStrategy(RayWorkerStrategyMixin, PerTree):
             **{f"HOROVOD_{key.upper()}": str(value) for key, value in slot.items()},
         } for host, slot in zip(hosts, slots)]
 
-    def _stop_backend(self) -> None:
+    def stop_backend(self) -> None:
         if self._rendezvous is not None:
             self._rendezvous.stop()
             self._rendezvous = None
 
     def __getstate__(self) -> dict:
         state = super().__getstate__()
-        state["_rendezvous"] = state["_exit_stack"] = state["_progress_board"] = None
+        state["_rendezvous"] = state["_exit_stack"] = None
         return state
 
     # --- worker side -----------------------------------------------------------------------
@@ -175,7 +177,7 @@ class RayHorovodStrategy(RayWorkerStrategyMixin, PerTree):
         elif name == "sum":
             op = hvd.Sum
         else:
-            raise ValueError(f"RayHorovodStrategy reduces with 'mean' or 'sum', not {reduce_op!r}.")
+            raise InvalidArgumentError(f"RayHorovodStrategy reduces with 'mean' or 'sum', not {reduce_op!r}.")
         return hvd.allreduce(tensor, op=op)
 
     def all_gather(self, tensor: torch.Tensor, group: Optional[Any] = None,
@@ -187,20 +189,20 @@ class RayHorovodStrategy(RayWorkerStrategyMixin, PerTree):
         return hvd.allgather(tensor.unsqueeze(0))
 
     def barrier(self, name: Optional[str] = None) -> None:
-        if self._worker is not None:
+        if self.placement is not None:
             import_horovod().barrier()
 
     def broadcast(self, obj: Any, src: int = 0) -> Any:
-        if self._worker is None:
+        if self.placement is None:
             return obj
         return import_horovod().broadcast_object(obj, root_rank=src)
 
-    def _leave_worker(self) -> None:
+    def leave_worker(self) -> None:
         """Shut Horovod down, so a next job on this worker initialises it with its own peers."""
         hvd = import_horovod()
         if hvd.is_initialized():
             hvd.shutdown()
-        super()._leave_worker()
+        super().leave_worker()
 
     def teardown(self) -> None:
         if self._exit_stack is not None:
@@ -208,6 +210,30 @@ class RayHorovodStrategy(RayWorkerStrategyMixin, PerTree):
             self._exit_stack = None
         super().teardown()
 
-    def __repr__(self) -> str:
-        return (f"RayHorovodStrategy(num_workers={self.num_workers}, cpus_per_worker="
-                f"{self.cpus_per_worker}, use_gpu={self.use_gpu})")
+
+def _bound_rendezvous_server(address: str) -> Any:
+    """Horovod's rendezvous server, listening on ``address`` only (Horovod's binds them all)."""
+    from horovod.runner.http.http_server import (RendezvousHandler, RendezvousHTTPServer,
+                                                 RendezvousServer)
+    from horovod.runner.util.threads import in_thread
+
+    class BoundRendezvousServer(RendezvousServer):
+        def start(self, handler_cls: type = RendezvousHandler) -> int:
+            self._httpd = RendezvousHTTPServer((address, 0), handler_cls, self._verbose)
+            self._listen_thread = in_thread(target=self._httpd.serve_forever)
+            return self._httpd.server_address[1]
+
+    return BoundRendezvousServer(verbose=0)
+
+
+class RayHorovodStrategy(RayHorovodStrategyImpl, pl.strategies.ParallelStrategy,
+                         metaclass=TreeTwin):
+    """Synchronous data parallel training over Horovod's collectives, ranks on Ray actors.
+
+    Takes the worker arguments of :class:`~lightning_tune.RayDDPStrategy`. Subclasses
+    ``lightning.pytorch``'s ``ParallelStrategy``; its ``pytorch_lightning`` twin is
+    ``lightning_tune.pytorch_lightning.RayHorovodStrategy``.
+    """
+
+    lightning_tree = LIGHTNING
+    family = "RayHorovodStrategy"

@@ -11,6 +11,12 @@ from lightning_tune.examples import DigitsClassifier, DigitsDataModule
 SPACE = {"lr": tune.loguniform(1e-4, 1e-1)}
 
 
+class NeedsWidth(DigitsClassifier):
+    def __init__(self, width, lr=0.01, **kwargs):
+        super().__init__(lr=lr, **kwargs)
+        self.width = width
+
+
 class NotAModule:
     def __init__(self, lr=0.1):
         self.lr = lr
@@ -42,9 +48,19 @@ def no_ray_running():
     ({"scheduler": "pbtx"}, ValueError, "scheduler must be one of"),
     ({"trainer_kwargs": {"max_epochs": 3}}, ValueError, "may not set 'max_epochs'"),
     ({"datamodule": pl.LightningModule}, TypeError, "datamodule must be a LightningDataModule"),
+    ({"model_cls": NeedsWidth}, ValueError, r"NeedsWidth.__init__ requires \['width'\].*Add them"),
+    ({"strategy": "ddp", "worker_timeout_s": -1}, ValueError, "worker_timeout_s must be"),
 ])
 def test_bad_input(kwargs, error, message):
     arguments = {"model_cls": DigitsClassifier, "space": SPACE, "datamodule": DigitsDataModule}
     arguments.update(kwargs)
     with pytest.raises(error, match=message):
         tune_lightning(arguments.pop("model_cls"), arguments.pop("space"), **arguments)
+
+
+def test_our_errors_keep_their_built_in_bases():
+    from lightning_tune.errors import LightningTuneError
+
+    with pytest.raises(LightningTuneError) as caught:
+        tune_lightning(DigitsClassifier, {"lr": 0.1, "learnig_rate": 0.2})
+    assert isinstance(caught.value, ValueError)

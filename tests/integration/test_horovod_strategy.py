@@ -13,7 +13,7 @@ from lightning_tune import RayDDPStrategy, RayHorovodStrategy, lightning_trainab
 from lightning_tune.errors import WorkerError
 from lightning_tune.examples import DigitsClassifier, DigitsDataModule
 from lightning_tune.examples.digits import held_out_accuracy
-from lightning_tune.launchers.ray import WorkerHost, WorkerPlacement
+from lightning_tune.launchers.ranks import WorkerHost, WorkerPlacement
 from lightning_tune.strategies.horovod import horovod_slots
 from tests.conftest import alive_actors
 from tests.models import FailingOnRank, RecordingClassifier, TwoOptimizerClassifier
@@ -68,14 +68,14 @@ def test_fit_trains_the_driver_model_fit_twice(ray_cluster, tmp_path):
     trainer.fit(model, datamodule=DigitsDataModule())
     assert trainer.current_epoch == 3 and float(trainer.callback_metrics["val_loss"]) < first_loss
     assert held_out_accuracy(model, DigitsDataModule()) > 0.5
-    assert alive_actors("_TrainingWorker") == []
+    assert alive_actors("TrainingWorker") == []
 
 
 def test_exception_on_one_rank_surfaces(ray_cluster):
     with pytest.raises(WorkerError) as error:
         fit(RayHorovodStrategy(num_workers=2), FailingOnRank(fail_rank=1))
     assert error.value.rank == 1 and "deliberate failure on rank 1" in str(error.value)
-    assert alive_actors("_TrainingWorker") == []
+    assert alive_actors("TrainingWorker") == []
 
 
 @pytest.mark.parametrize("model_cls, trainer_kwargs", [

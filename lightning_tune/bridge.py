@@ -7,6 +7,9 @@ to Tune. That keeps training in step with Tune: when the scheduler stops a trial
 workers have not trained ahead. A checkpoint travels as its directory's path when rank 0
 shares the trial's node (Tune copies it into storage from there), else as its files' bytes
 in Ray's object store.
+
+Nothing here is process-wide state: the launcher gives each rank a :class:`ReportChannel`
+(the strategy holds it), and a report names what it must contain.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ class Report:
     checkpoint_dir: Optional[str] = None  # instead of the files, on the trial's own node
 
 
-class BridgeEnd(NamedTuple):
+class ReportChannel(NamedTuple):
     """What a worker needs to report: the queue, and the node the trial process runs on."""
 
     queue: Any
@@ -73,15 +76,15 @@ class _BridgeQueue:
 
 
 class Bridge:
-    """The trial process's end: create it, hand it to the workers, drain it while they train."""
+    """The trial process's end: create it, hand its channel to the workers, drain it."""
 
     def __init__(self) -> None:
         # outside the trial's placement group: the queue needs no bundle of its own
         self.queue = _BridgeQueue.options(scheduling_strategy="DEFAULT").remote()
         self._next: Optional[ray.ObjectRef] = None
 
-    def worker_end(self) -> BridgeEnd:
-        return BridgeEnd(self.queue, ray.get_runtime_context().get_node_id())
+    def channel(self) -> ReportChannel:
+        return ReportChannel(self.queue, ray.get_runtime_context().get_node_id())
 
     def next_report(self) -> ray.ObjectRef:
         """A reference that resolves when rank 0 sends its next report (for ``ray.wait``)."""
@@ -104,57 +107,45 @@ class Bridge:
         ray.kill(self.queue, no_restart=True)
 
 
-# --- the worker's end -------------------------------------------------------------------------
-_worker_bridge: Optional[BridgeEnd] = None  # set in worker actors only
-_worker_rank: Optional[int] = None
+def check_metric_present(metrics: Mapping[str, Any], required_metric: Optional[str]) -> None:
+    """Fail a report that lacks the metric the search optimises, naming what was logged."""
+    if required_metric is not None and required_metric not in metrics:
+        logged = ", ".join(sorted(metrics)) or "none"
+        raise MetricNotReportedError(
+            f"The search optimises metric {required_metric!r}, but the model never logged it. "
+            f"Metrics logged: {logged}. Log it with self.log({required_metric!r}, ...) in "
+            "validation_step (or pass metric= one of the logged names).")
 
 
-def enter_worker(bridge_end: Optional[BridgeEnd], rank: int) -> None:
-    """Called by the launcher in each worker actor before training starts."""
-    global _worker_bridge, _worker_rank
-    _worker_bridge, _worker_rank = bridge_end, rank
-
-
-def report(metrics: Mapping[str, Any], checkpoint_dir: Optional[str] = None) -> None:
+def report(metrics: Mapping[str, Any], *, checkpoint_dir: Optional[str] = None,
+           channel: Optional[ReportChannel] = None, rank: int = 0,
+           required_metric: Optional[str] = None) -> None:
     """Send one result to Tune from wherever training runs.
 
-    In a trial process it goes straight to ``tune.report``; in a worker actor rank 0 sends it
-    over the bridge and other ranks send nothing; outside Tune it is dropped.
+    On a worker (``channel`` given) rank 0 sends it over the bridge and other ranks send
+    nothing; in a trial process it goes straight to ``tune.report``; elsewhere it is dropped.
+    ``required_metric``: checked where the report starts, so a missing metric fails there.
     """
     metrics = dict(metrics)
-    if _worker_rank is not None:
-        if _worker_rank != 0 or _worker_bridge is None:
+    if channel is not None:
+        if rank != 0:
             return
+        check_metric_present(metrics, required_metric)
         if not checkpoint_dir:
             sent = Report(metrics)
-        elif ray.get_runtime_context().get_node_id() == _worker_bridge.trial_node_id:
+        elif ray.get_runtime_context().get_node_id() == channel.trial_node_id:
             sent = Report(metrics, checkpoint_dir=checkpoint_dir)  # the directory outlives the put
         else:
             sent = Report(metrics, [ray.put(_read_files(checkpoint_dir))])
-        ray.get(_worker_bridge.queue.put.remote(sent))
+        ray.get(channel.queue.put.remote(sent))
     elif in_tune_trial():
+        check_metric_present(metrics, required_metric)
         report_to_tune(metrics, directory=checkpoint_dir)
-
-
-# --- the trial's end -----------------------------------------------------------------------
-_required_metric: Optional[str] = None
-
-
-def require_metric(metric: Optional[str]) -> None:
-    """Make every report in this trial process check that ``metric`` is present."""
-    global _required_metric
-    _required_metric = metric
 
 
 def report_to_tune(metrics: Dict[str, Any], *, directory: Optional[str] = None,
                    files: Optional[Dict[str, bytes]] = None) -> None:
-    """``tune.report`` with the checks this toolkit promises, from a directory or from bytes."""
-    if _required_metric is not None and _required_metric not in metrics:
-        logged = ", ".join(sorted(metrics)) or "none"
-        raise MetricNotReportedError(
-            f"The search optimises metric {_required_metric!r}, but the model never logged it. "
-            f"Metrics logged: {logged}. Log it with self.log({_required_metric!r}, ...) in "
-            "validation_step (or pass metric= one of the logged names).")
+    """``tune.report``, its checkpoint from a directory or from the files' bytes."""
     if files is not None:
         directory = tempfile.mkdtemp(prefix="lightning_tune_ckpt_")
         _write_files(directory, files)

@@ -24,7 +24,7 @@ def kill_a_worker_after_first_report(storage, killed):
         # a persisted checkpoint: the trial reported its first epoch (result.json is buffered)
         reported = glob.glob(os.path.join(storage, "*", "*", "checkpoint_000000"))
         workers = [actor for actor in ray_state.actors().values()
-                   if actor["ActorClassName"] == "_TrainingWorker" and actor["State"] == "ALIVE"]
+                   if actor["ActorClassName"] == "TrainingWorker" and actor["State"] == "ALIVE"]
         if reported and len(workers) == 2:
             os.kill(workers[1]["Pid"], signal.SIGKILL)
             killed.append(time.monotonic())
@@ -75,7 +75,7 @@ def test_a_stalled_rank_ends_the_run_naming_it(ray_cluster):
     assert error.value.rank == 1
     assert "made no progress" in str(error.value) and "inside training_step" in str(error.value)
     assert time.monotonic() - started < 60  # not the 600 s the rank sleeps
-    assert alive_actors("_TrainingWorker") == [] and alive_actors("_ProgressBoard") == []
+    assert alive_actors("TrainingWorker") == [] and alive_actors("_ProgressBoard") == []
 
 
 def test_worker_timeout_must_be_positive():

@@ -5,16 +5,16 @@ import os
 import pytest
 import ray
 
-from lightning_tune import session
+from lightning_tune import bridge as bridge_module
 
 pytestmark = pytest.mark.timeout(120)
 
 
 @ray.remote(num_cpus=0)
-def report_from_a_worker(bridge_end, checkpoint_dir):
+def report_from_a_worker(channel, checkpoint_dir):
     """Rank 0 of a worker reports one result; returns what is left of its directory after."""
-    session.enter_worker(bridge_end, 0)
-    session.report({"val_loss": 0.5}, checkpoint_dir=checkpoint_dir)
+    bridge_module.report({"val_loss": 0.5}, checkpoint_dir=checkpoint_dir, channel=channel,
+                         rank=0, required_metric="val_loss")
     return sorted(os.listdir(checkpoint_dir))
 
 
@@ -32,10 +32,10 @@ def test_a_checkpoint_reaches_the_trial_whole(ray_cluster, tmp_path, monkeypatch
             received["read"] = {name: open(os.path.join(directory, name), "rb").read()
                                 for name in ("checkpoint", os.path.join("sub", "extra.txt"))}
 
-    monkeypatch.setattr(session, "report_to_tune", capture)
-    bridge = session.Bridge()
+    monkeypatch.setattr(bridge_module, "report_to_tune", capture)
+    bridge = bridge_module.Bridge()
     try:
-        end = bridge.worker_end()
+        end = bridge.channel()
         if not same_node:
             end = end._replace(trial_node_id="a-node-that-is-not-this-one")
         left = report_from_a_worker.remote(end, str(checkpoint_dir))

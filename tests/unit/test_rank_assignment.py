@@ -1,6 +1,6 @@
 """Rank, local rank and node rank for workers spread over nodes (no Ray needed)."""
 
-from lightning_tune.launchers.ray import WorkerHost, assign_ranks
+from lightning_tune.launchers.ranks import WorkerHost, assign_ranks
 
 
 def test_uneven_interleaved_nodes():

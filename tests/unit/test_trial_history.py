@@ -4,7 +4,7 @@ from types import SimpleNamespace
 
 import pyarrow.fs
 
-from lightning_tune._trial_history import KeepTrialHistory
+from lightning_tune.trial_history import KeepTrialHistory
 
 
 def trial_at(tmp_path, checkpoint):

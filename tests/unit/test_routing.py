@@ -3,7 +3,7 @@
 import lightning.pytorch as pl
 import pytest
 
-from lightning_tune._routing import ConfigRouting
+from lightning_tune.routing import ConfigRouting
 from lightning_tune.examples import DigitsClassifier, DigitsDataModule
 
 

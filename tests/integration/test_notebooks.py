@@ -114,9 +114,9 @@ def check_pbt(notebook, text):
 
 
 def check_resume(notebook, text):
-    assert re.search(r"killed the search after \d+ s: first trial 5/5 epochs, second trial "
-                     r"[234]/5 epochs", text)
-    assert "finished trial not run again: 5 rows, all from before the kill" in text
+    assert re.search(r"interrupted the search after \d+ s: first trial 5/5 epochs, second "
+                     r"trial [12]/5 epochs", text)
+    assert "finished trial not run again: 5 rows, all from before the interruption" in text
     continued = number_after("interrupted trial continued from iteration", text)
     assert 2 <= continued <= 5
     assert re.search(r"continued from iteration \d to 5 after the resume", text)

@@ -49,7 +49,7 @@ def test_two_ddp_trials_keep_their_workers_in_their_own_bundles(ray_cluster, tmp
     for tag in (0, 1):
         ranks = sorted(r["global_rank"] for r in records if r["trial_tag"] == tag)
         assert ranks == [0, 1]
-    assert alive_actors("_TrainingWorker") == []
+    assert alive_actors("TrainingWorker") == []
     assert alive_actors("_BridgeQueue") == []
 
 

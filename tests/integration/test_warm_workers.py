@@ -57,7 +57,7 @@ def test_next_trial_takes_the_warm_workers_and_finds_nothing_left(ray_cluster, t
     # each job draws fresh seeds, different on every rank and in every trial
     seeds = [record["initial_seed"] for record in records.values()]
     assert len(set(seeds)) == len(seeds)
-    assert alive_actors("_TrainingWorker") == []
+    assert alive_actors("TrainingWorker") == []
 
 
 def test_reuse_workers_false_starts_new_workers_each_trial(ray_cluster, tmp_path):
@@ -65,7 +65,7 @@ def test_reuse_workers_false_starts_new_workers_each_trial(ray_cluster, tmp_path
     assert len(records) == 4
     for rank in (0, 1):
         assert records[(0, rank)]["pid"] != records[(1, rank)]["pid"]
-    assert alive_actors("_TrainingWorker") == []
+    assert alive_actors("TrainingWorker") == []
 
 
 def test_reuse_workers_must_be_a_bool():

@@ -28,7 +28,7 @@ def make_trainer(max_epochs=2, num_workers=2, **kwargs):
 
 
 def assert_no_workers_left(ray):
-    assert alive_actors("_TrainingWorker") == []
+    assert alive_actors("TrainingWorker") == []
     groups = ray.util.placement_group_table().values()
     assert all(group["state"] == "REMOVED" for group in groups)
 

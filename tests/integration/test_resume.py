@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 
 from lightning_tune import resume, tune_lightning
-from lightning_tune._record import RECORD_FILE, read_record
+from lightning_tune.record import RECORD_FILE, read_record, write_record
+from lightning_tune.spec import TrialSpec
 from tests.conftest import ROOT
 from tests.models import DigitsDataModule, EpochLoggingClassifier, FailOnceClassifier
 
@@ -49,20 +50,20 @@ def settled(experiment, quiet_s=0.5):
 
 def test_driver_killed_part_way_then_resumed(tmp_path, request):
     experiment = str(tmp_path / "interrupted")
-    process = subprocess.Popen([sys.executable, "-m", "tests.interrupted_search", str(tmp_path)],
-                               cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 180
+    marker = tmp_path / "paused"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.interrupted_search", str(tmp_path), str(marker)], cwd=ROOT,
+        start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=dict(os.environ, TUNE_GLOBAL_CHECKPOINT_S="3600"))
+    deadline = time.monotonic() + 240
     try:
-        while time.monotonic() < deadline:  # one trial finished, the other part-way
-            rows = progress(experiment)
-            if (len(rows.get(0.01, [])) == 4 and 1 <= len(rows.get(0.02, [])) < 4
-                    and settled(experiment)):
-                break
+        # the second trial holds after two epochs; once Tune has synced that second epoch
+        # (its state with it) nothing more is written, so the kill cannot cut a file short
+        while not (marker.exists() and len(progress(experiment).get(0.02, [])) == 2
+                   and settled(experiment, quiet_s=1.0)):
             assert process.poll() is None, "the search ended before it could be interrupted"
+            assert time.monotonic() < deadline, "the search never reached its pause"
             time.sleep(0.2)
-        else:
-            pytest.fail("the search never reached the point to interrupt it")
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
@@ -75,10 +76,10 @@ def test_driver_killed_part_way_then_resumed(tmp_path, request):
     finished, interrupted = rows[0.01], rows[0.02]
     assert list(finished["training_iteration"]) == [1, 2, 3, 4]  # not run again
     assert list(finished["epoch_seen"]) == [0, 1, 2, 3]
-    assert interrupted["training_iteration"].iloc[-1] == 4
-    assert list(interrupted["epoch_seen"]).count(0.0) == 1  # continued, not restarted from zero
-    assert sorted(set(interrupted["epoch_seen"])) == [0, 1, 2, 3]
-    assert len(interrupted) >= reported_before
+    assert reported_before == 2
+    # continued from its epoch-2 checkpoint: every epoch once, the last two in a new process
+    assert list(interrupted["epoch_seen"]) == [0, 1, 2, 3]
+    assert list(interrupted["first_epoch_here"]) == [0, 0, 2, 2]
     assert len(result.dataframe) == 2 and (result.dataframe["status"] == "TERMINATED").all()
 
 
@@ -121,11 +122,11 @@ def test_the_record_is_plain_json_and_bad_classes_are_named(tmp_path):
     (experiment / RECORD_FILE).write_text(json.dumps(
         {"model_cls": "no_such_module:Model", "datamodule": None, "settings": {}}))
     with pytest.raises(ImportError, match="'no_such_module:Model'.*PYTHONPATH"):
-        read_record(str(experiment))
+        read_record(str(experiment)).model_cls()
     (experiment / RECORD_FILE).write_text(json.dumps(
         {"model_cls": "tests.models:make.<locals>.Model", "datamodule": None, "settings": {}}))
     with pytest.raises(ImportError, match="not a notebook cell, __main__ or a function body"):
-        read_record(str(experiment))
+        read_record(str(experiment)).model_cls()
     with pytest.raises(FileNotFoundError, match="not an experiment started by tune_lightning"):
         read_record(str(tmp_path))
     completed = subprocess.run([sys.executable, "-m", "lightning_tune.cli", "resume", str(tmp_path)],
@@ -134,11 +135,12 @@ def test_the_record_is_plain_json_and_bad_classes_are_named(tmp_path):
 
 
 def test_what_cannot_be_recorded_must_be_given_again(tmp_path):
-    from lightning_tune._record import write_record
+    from lightning_tune import TuneReportCallback
     from tests.models import DigitsDataModule as Data
 
-    write_record(str(tmp_path), EpochLoggingClassifier, Data(), {
-        "trainer_kwargs": {"logger": object()}, "callbacks": ["x:Y"], "metric": "val_loss"})
+    write_record(str(tmp_path), TrialSpec(
+        EpochLoggingClassifier, datamodule=Data(), trainer_kwargs={"logger": object()},
+        callbacks=[TuneReportCallback()]), searched=["lr"])
     record = json.loads((tmp_path / RECORD_FILE).read_text())
     assert record["must_resupply"] == ["datamodule", "trainer_kwargs", "callbacks"]
     assert record["settings"]["trainer_kwargs"] is None
@@ -163,7 +165,7 @@ def test_a_trial_resumes_from_its_checkpoint_as_data_only(tmp_path):
     import lightning.pytorch as pl
     import torch
 
-    from lightning_tune.trainable import _fit
+    from lightning_tune.trainable import fit_as_data as _fit
 
     def trainer(max_epochs):
         return pl.Trainer(max_epochs=max_epochs, logger=False, enable_progress_bar=False,
@@ -191,13 +193,9 @@ def test_a_trial_resumes_from_its_checkpoint_as_data_only(tmp_path):
 
 def test_a_cut_short_experiment_state_is_refused_before_anything_runs(tmp_path):
     """An empty state file (driver killed mid-copy) would make Tune restart the search."""
-    from lightning_tune._record import write_record
-
     experiment = tmp_path / "cut_short"
-    write_record(str(experiment), EpochLoggingClassifier, DigitsDataModule, {
-        "metric": "val_loss", "mode": "min", "max_epochs": 2, "strategy": None,
-        "num_workers": 1, "cpus_per_worker": 1, "gpus_per_worker": 0, "trainer_kwargs": {},
-        "callbacks": [], "searched": ["lr"]})
+    write_record(str(experiment), TrialSpec(EpochLoggingClassifier, datamodule=DigitsDataModule,
+                                            max_epochs=2), searched=["lr"])
     (experiment / "tuner.pkl").write_bytes(b"")
     (experiment / "experiment_state-2026-11-27_09-00-00.json").write_text("")
     with pytest.raises(ValueError, match=r"experiment_state-2026-11-27_09-00-00\.json is empty or "

@@ -2,7 +2,8 @@
 
 The search joins the cluster through ``RAY_ADDRESS`` alone, as a script submitted to a real
 cluster would. Node ranks and local ranks must follow the nodes the workers landed on, DDP must
-keep the ranks' weights equal across nodes, and losing a node must cost only a retry.
+keep the ranks' weights equal across nodes, a checkpoint from a rank on another node must
+reach its trial, and losing a node must cost only a retry.
 """
 
 import glob
@@ -12,10 +13,12 @@ import threading
 
 import pytest
 import ray
+import torch
 from ray import tune
 from ray.cluster_utils import Cluster
+from ray.tune import PlacementGroupFactory
 
-from lightning_tune import tune_lightning
+from lightning_tune import lightning_trainable, tune_lightning
 from tests.conftest import alive_actors
 from tests.models import DigitsDataModule, NodeRecordingClassifier, RecordingClassifier
 
@@ -30,9 +33,11 @@ _FAST_NODE_DEATH = {"health_check_initial_delay_ms": 1000, "health_check_period_
 def two_nodes():
     if ray.is_initialized():
         ray.shutdown()
+    # a custom resource on each node, so a test can place a trial and its workers apart
     cluster = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 2, "include_dashboard": False, "_system_config": _FAST_NODE_DEATH})
-    second = cluster.add_node(num_cpus=2)
+        "num_cpus": 2, "resources": {"head_node": 1}, "include_dashboard": False,
+        "_system_config": _FAST_NODE_DEATH})
+    second = cluster.add_node(num_cpus=2, resources={"second_node": 2})
     cluster.wait_for_nodes()
     yield cluster, second
     ray.shutdown()
@@ -50,6 +55,30 @@ def joined(two_nodes, monkeypatch):
 
 def records(directory, prefix):
     return [json.load(open(path)) for path in glob.glob(os.path.join(directory, prefix + "*.json"))]
+
+
+def test_a_checkpoint_from_a_rank_on_another_node_travels_as_bytes(joined, tmp_path):
+    """Rank 0 on the second node, its trial process on the head: the bridge sends the
+    checkpoint's bytes through the object store (a path would name the other node's disk)."""
+    cluster, second = joined
+    record_dir = tmp_path / "records"
+    record_dir.mkdir()
+    trainable = lightning_trainable(NodeRecordingClassifier, datamodule=DigitsDataModule,
+                                    max_epochs=2, strategy="ddp", num_workers=2)
+    trainable = tune.with_resources(trainable, PlacementGroupFactory(
+        [{"CPU": 0.01, "head_node": 0.01}] + [{"CPU": 1, "second_node": 1}] * 2))
+    grid = tune.Tuner(trainable, param_space={"record_dir": str(record_dir), "lr": 1e-2},
+                      run_config=tune.RunConfig(storage_path=str(tmp_path), name="apart",
+                                                verbose=0)).fit()
+    result = grid[0]
+    assert result.error is None
+    rank_zero = [r for r in records(record_dir, "epoch_") if r["global_rank"] == 0]
+    assert {r["node_id"] for r in rank_zero} == {second.node_id}
+    assert {r["trial_node_id"] for r in rank_zero} == {cluster.head_node.node_id}
+    assert list(result.metrics_dataframe["epoch_seen"]) == [0.0, 1.0]
+    with result.checkpoint.as_directory() as directory:
+        state = torch.load(os.path.join(directory, "checkpoint"), weights_only=True)
+    assert state["epoch"] == 1 and state["state_dict"]  # the whole Lightning checkpoint arrived
 
 
 def test_workers_spanning_both_nodes_get_node_and_local_ranks(joined, tmp_path):
@@ -78,7 +107,7 @@ def test_workers_spanning_both_nodes_get_node_and_local_ranks(joined, tmp_path):
     ends = records(record_dir, "end_")
     assert len(ends) == 3
     assert len({round(r["param_sum"], 6) for r in ends}) == 1, "ranks' weights diverged"
-    assert alive_actors("_TrainingWorker") == []
+    assert alive_actors("TrainingWorker") == []
 
 
 def test_losing_a_node_mid_experiment_retries_its_trials_on_the_rest(joined, tmp_path):
@@ -86,27 +115,23 @@ def test_losing_a_node_mid_experiment_retries_its_trials_on_the_rest(joined, tmp
     record_dir = tmp_path / "records"
     record_dir.mkdir()
     lost_node = second.node_id
+    # each 2-worker trial fills one 2-CPU node; the one on the second node holds there
     space = {"record_dir": str(record_dir), "trial_tag": tune.grid_search([0, 1]),
-             "epoch_sleep": 0.5, "lr": 1e-2}
+             "hold_on_node": lost_node, "lr": 1e-2}
 
     removed_at = {}
     stop = threading.Event()
 
-    def remove_second_node_once_used():
-        """Once a trial on the second node has reported an epoch (and its checkpoint), kill the node."""
+    def remove_second_node_once_held():
+        """The trial on the second node holds after its second reported epoch: remove the node."""
         while not stop.wait(0.2):
-            on_second = [r for r in records(record_dir, "") if r["node_id"] == lost_node]
-            if any(r["epoch"] >= 1 for r in on_second):
-                # the trials with epochs still to train there: a trial whose last epoch had
-                # begun may finish before the node goes
-                last = {}
-                for r in on_second:
-                    last[r["trial_tag"]] = max(last.get(r["trial_tag"], 0), r["epoch"])
-                removed_at["trials"] = {tag for tag, epoch in last.items() if epoch < 2}
+            held = records(record_dir, "held_")
+            if held:
+                removed_at["trials"] = {r["trial_tag"] for r in held}
                 cluster.remove_node(second, allow_graceful=False)
                 return
 
-    killer = threading.Thread(target=remove_second_node_once_used, daemon=True)
+    killer = threading.Thread(target=remove_second_node_once_held, daemon=True)
     killer.start()
     try:
         result = tune_lightning(
@@ -118,17 +143,17 @@ def test_losing_a_node_mid_experiment_retries_its_trials_on_the_rest(joined, tmp
         stop.set()
         killer.join()
 
-    assert removed_at and removed_at["trials"], "no trial was cut short by losing the node"
+    assert removed_at and len(removed_at["trials"]) == 1, "no trial was held on the second node"
     frame = result.dataframe
     assert list(frame["status"]) == ["TERMINATED"] * 2
     assert sorted(frame["training_iteration"]) == [3, 3]
-    seen = records(record_dir, "")
+    seen = records(record_dir, "epoch_")
     for tag in removed_at["trials"]:
         before = [r["epoch"] for r in seen if r["trial_tag"] == tag and r["node_id"] == lost_node]
         after = [r["epoch"] for r in seen if r["trial_tag"] == tag and r["node_id"] != lost_node]
         assert max(before) >= 1
         assert after, f"trial {tag} was not retried on the remaining node"
-        # retried from its checkpoint: the run on the remaining node does not start at epoch 0
-        assert min(after) >= 1 and max(after) == 2, (before, after)
+        # retried from a checkpoint: the run on the remaining node does not start at epoch 0
+        assert max(before) == 1 and min(after) >= 1 and max(after) == 2, (before, after)
     assert {node["NodeID"] for node in ray.nodes() if node["Alive"]} == {cluster.head_node.node_id}
-    assert alive_actors("_TrainingWorker") == []
+    assert alive_actors("TrainingWorker") == []

@@ -1,0 +1,121 @@
+"""The worker actor that runs one rank, and what rank 0 sends back to the driver.
+
+After training, rank 0's weights, metrics and loop state are copied into the driver's
+trainer, as Lightning's own spawn launcher does, so the driver's model is the trained one.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any, Callable, Dict, NamedTuple, Optional
+
+import ray
+import torch
+from lightning_utilities.core.apply_func import apply_to_collection
+
+from lightning_tune.launchers.contract import WorkerContext
+from lightning_tune.launchers.ranks import WorkerHost, WorkerPlacement, interface_of
+from lightning_tune.process_state import release_leftovers, start_afresh
+
+
+class WorkerOutput(NamedTuple):
+    """Rank 0's results, as the driver's trainer takes them back."""
+
+    weights: Optional[Dict[str, torch.Tensor]]
+    trainer_state: Any
+    results: Any
+    callback_metrics: Dict[str, Any]
+    logged_metrics: Dict[str, Any]
+    progress_bar_metrics: Dict[str, Any]
+    fit_loop_state: Optional[dict]
+    best_model_path: Optional[str]
+
+
+@ray.remote
+class TrainingWorker:
+    """One rank: receives the pickled trainer function, runs it, returns rank 0's results.
+
+    A worker may run several jobs (the warm pool); each starts from the environment the
+    actor started with and from fresh random seeds, and one that finished cleanly ends by
+    releasing its backend.
+    """
+
+    def __init__(self) -> None:
+        self._environ = dict(os.environ)
+
+    def describe(self) -> WorkerHost:
+        ip = ray.util.get_node_ip_address()
+        # gloo talks over the interface Ray uses (loopback for a local Ray) unless told otherwise
+        interface = os.environ.get("GLOO_SOCKET_IFNAME") or interface_of(ip)
+        return WorkerHost(ray.get_runtime_context().get_node_id(), ip,
+                          [str(gpu) for gpu in ray.get_gpu_ids()], interface)
+
+    def free_port(self) -> int:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((ray.util.get_node_ip_address(), 0))
+            return sock.getsockname()[1]
+
+    def run(self, payload: bytes, placement: WorkerPlacement, env: Dict[str, str],
+            context: WorkerContext, init_hook: Optional[Callable[[], None]]) -> Optional[WorkerOutput]:
+        start_afresh(self._environ)
+        os.environ.update(env)
+        try:
+            if init_hook is not None:
+                init_hook()
+            function, args, kwargs = ray.cloudpickle.loads(payload)
+            trainer = function.__self__
+            trainer.strategy.enter_worker(placement, context)
+            if context.step_marks is not None:
+                context.step_marks.ready()
+            results = function(*args, **kwargs)
+            output = collect_rank_zero_results(trainer, results, placement.global_rank)
+            # after a clean finish only: a failed job's worker is killed, and a collective
+            # shutdown here could hold back this rank's error while its peers wait in theirs
+            trainer.strategy.leave_worker()
+            return output
+        finally:
+            release_leftovers()
+
+
+def _to_cpu(data: Any) -> Any:
+    return apply_to_collection(data, torch.Tensor, lambda tensor: tensor.detach().cpu())
+
+
+def collect_rank_zero_results(trainer: Any, results: Any, rank: int) -> Optional[WorkerOutput]:
+    fitting = trainer.state.fn is not None and trainer.state.fn.value == "fit"
+    # every rank computes the state dict: metric states may synchronise across ranks
+    weights = trainer.lightning_module.state_dict() if fitting else None
+    if rank != 0:
+        return None
+    connector = trainer._logger_connector
+    checkpoint_callback = trainer.checkpoint_callback
+    return WorkerOutput(
+        weights=_to_cpu(weights),
+        trainer_state=trainer.state,
+        results=_to_cpu(results),
+        callback_metrics=_to_cpu(dict(connector.callback_metrics)),
+        logged_metrics=_to_cpu(dict(connector.logged_metrics)),
+        progress_bar_metrics=_to_cpu(dict(connector.progress_bar_metrics)),
+        fit_loop_state=trainer.fit_loop.state_dict() if fitting else None,
+        best_model_path=getattr(checkpoint_callback, "best_model_path", None),
+    )
+
+
+def recover_results_in_driver(trainer: Any, output: WorkerOutput) -> None:
+    """Copy rank 0's results into the driver's trainer (Lightning's spawn launcher does too)."""
+    if output.weights is not None:
+        # not strict: a model may add layers in setup(), which ran only in the workers
+        trainer.lightning_module.load_state_dict(output.weights, strict=False)
+    trainer.state = output.trainer_state
+    connector = trainer._logger_connector
+    connector._callback_metrics = output.callback_metrics
+    connector._logged_metrics = output.logged_metrics
+    connector._progress_bar_metrics = output.progress_bar_metrics
+    if output.fit_loop_state is not None:
+        trainer.fit_loop.load_state_dict(output.fit_loop_state)
+        trainer.fit_loop.restarting = False  # finished, not interrupted: a next fit continues
+        trainer.fit_loop._resuming_from_checkpoint = False
+    checkpoint_callback = trainer.checkpoint_callback
+    if output.best_model_path and hasattr(checkpoint_callback, "best_model_path"):
+        checkpoint_callback.best_model_path = output.best_model_path

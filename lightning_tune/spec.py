@@ -1,0 +1,206 @@
+"""The trial spec: every setting of a trial, validated once, with its resources and its record.
+
+``tune_lightning``, ``lightning_trainable`` and ``resume`` all build one :class:`TrialSpec`;
+the per-trial runner reads nothing else. A new trial setting is one field here (plus the
+keyword on the two public signatures): validation, the record that ``resume`` reads back and
+the defaults for records written before the field existed all follow from the field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+from ray.tune import PlacementGroupFactory
+
+from lightning_tune.errors import InvalidArgumentError, InvalidTypeError
+from lightning_tune.lightning_trees import tree_module, tree_of
+from lightning_tune.resources import check_worker_shape, get_tune_resources
+from lightning_tune.routing import ConfigRouting
+
+STRATEGIES = (None, "ddp", "horovod")
+DEFAULT_CHECKPOINT_FILENAME = "checkpoint"
+# Trainer arguments the spec sets from its own fields, and which field to use instead.
+_RESERVED_TRAINER_KWARGS = {"max_epochs": "max_epochs", "strategy": "strategy",
+                            "callbacks": "callbacks", "num_nodes": "num_workers",
+                            "devices": "num_workers / gpus_per_worker"}
+# Fields that are objects, not settings: recorded by class path, or re-supplied on resume.
+_NOT_RECORDED = ("model_cls", "datamodule", "callbacks")
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """How every trial of a search trains (the config is what differs between trials)."""
+
+    model_cls: type
+    datamodule: Any = None
+    metric: str = "val_loss"
+    mode: str = "min"
+    max_epochs: int = 10
+    strategy: Optional[str] = None
+    num_workers: int = 1
+    cpus_per_worker: float = 1
+    gpus_per_worker: float = 0
+    trainer_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    callbacks: Tuple[Any, ...] = ()
+    worker_timeout_s: Optional[float] = None
+    reuse_workers: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "trainer_kwargs", dict(self.trainer_kwargs or {}))
+        object.__setattr__(self, "callbacks", tuple(self.callbacks or ()))
+        _check_model_class(self.model_cls)
+        _check_datamodule(self.datamodule)
+        if not isinstance(self.metric, str) or not self.metric:
+            raise InvalidArgumentError(
+                f"metric must be the name of a logged metric, got {self.metric!r}.")
+        if self.mode not in ("min", "max"):
+            raise InvalidArgumentError(f"mode must be 'min' or 'max', got {self.mode!r}.")
+        if isinstance(self.max_epochs, bool) or not isinstance(self.max_epochs, int) \
+                or self.max_epochs < 1:
+            raise InvalidArgumentError(
+                f"max_epochs must be an integer >= 1, got {self.max_epochs!r}.")
+        if self.strategy not in STRATEGIES:
+            raise InvalidArgumentError(
+                f"strategy must be one of {STRATEGIES}, got {self.strategy!r}.")
+        if self.strategy == "horovod":
+            from lightning_tune.strategies.horovod import import_horovod
+
+            import_horovod()  # a missing Horovod is reported here, before Ray starts
+        check_worker_shape(self.num_workers, self.cpus_per_worker, self.gpus_per_worker)
+        if self.worker_timeout_s is not None and (
+                isinstance(self.worker_timeout_s, bool)
+                or not isinstance(self.worker_timeout_s, (int, float))
+                or not self.worker_timeout_s > 0 or math.isinf(self.worker_timeout_s)):
+            raise InvalidArgumentError(
+                f"worker_timeout_s must be a number of seconds > 0 (or None for no limit), "
+                f"got {self.worker_timeout_s!r}.")
+        if not isinstance(self.reuse_workers, bool):
+            raise InvalidTypeError(
+                f"reuse_workers must be True or False, got {self.reuse_workers!r}.")
+        for key, instead in _RESERVED_TRAINER_KWARGS.items():
+            if key in self.trainer_kwargs:
+                raise InvalidArgumentError(
+                    f"trainer_kwargs may not set {key!r}: use the {instead} argument.")
+        reporters = [callback for callback in self.callbacks if _is_reporter(callback)]
+        if len(reporters) > 1:
+            raise InvalidArgumentError(
+                f"callbacks holds {len(reporters)} Tune report callbacks; pass one (it decides "
+                "what each trial reports).")
+
+    @classmethod
+    def from_arguments(cls, arguments: Mapping[str, Any]) -> "TrialSpec":
+        """The spec from a public function's arguments (its ``locals()``): the fields it names."""
+        names = {spec_field.name for spec_field in dataclasses.fields(cls)}
+        return cls(**{name: value for name, value in arguments.items() if name in names})
+
+    # --- derived, never stored twice --------------------------------------------------------
+    @property
+    def tree(self) -> str:
+        """The Lightning tree of the model class ("lightning.pytorch" or "pytorch_lightning")."""
+        return tree_of(self.model_cls)
+
+    @property
+    def routing(self) -> ConfigRouting:
+        return ConfigRouting(self.model_cls, self.datamodule)
+
+    @property
+    def report_callback(self) -> Optional[Any]:
+        """The user's Tune report callback, if ``callbacks`` holds one."""
+        return next((callback for callback in self.callbacks if _is_reporter(callback)), None)
+
+    @property
+    def checkpoint_filename(self) -> Optional[str]:
+        """The checkpoint file inside each reported checkpoint (None: trials report none)."""
+        reporter = self.report_callback
+        return reporter.checkpoint_filename if reporter is not None \
+            else DEFAULT_CHECKPOINT_FILENAME
+
+    def trial_resources(self) -> PlacementGroupFactory:
+        """What one trial reserves: its workers' bundles, or one bundle when it trains itself.
+
+        With workers the trial process only coordinates, so its head bundle holds no CPU (as
+        Ray Train does for its coordinator) and a 2-worker trial fits a 2-CPU machine.
+        """
+        if self.strategy is None:
+            bundle = {"CPU": self.cpus_per_worker}
+            if self.gpus_per_worker:
+                bundle["GPU"] = self.gpus_per_worker
+            return PlacementGroupFactory([bundle])
+        return get_tune_resources(self.num_workers, self.cpus_per_worker, self.gpus_per_worker,
+                                  head_cpus=0)
+
+    # --- the record ---------------------------------------------------------------------------
+    def to_record(self) -> Dict[str, Any]:
+        """The settings as plain JSON values (objects are named in ``must_resupply``)."""
+        settings = {spec_field.name: getattr(self, spec_field.name)
+                    for spec_field in dataclasses.fields(self)
+                    if spec_field.name not in _NOT_RECORDED}
+        settings["checkpoint_filename"] = self.checkpoint_filename
+        if not _is_plain(settings["trainer_kwargs"]):
+            settings["trainer_kwargs"] = None
+        return settings
+
+    def must_resupply(self) -> List[str]:
+        """What ``resume`` must be given again: what a plain JSON record cannot hold."""
+        missing = []
+        if self.datamodule is not None and not isinstance(self.datamodule, type):
+            missing.append("datamodule")
+        if not _is_plain(self.trainer_kwargs):
+            missing.append("trainer_kwargs")
+        if self.callbacks:
+            missing.append("callbacks")
+        return missing
+
+    @classmethod
+    def from_record(cls, settings: Mapping[str, Any], model_cls: type, **objects: Any) -> "TrialSpec":
+        """The spec a record describes; settings it lacks (older records) take their defaults.
+
+        ``objects``: ``datamodule``, ``callbacks`` and ``trainer_kwargs`` given again (None:
+        use the recorded one, if any).
+        """
+        names = {spec_field.name for spec_field in dataclasses.fields(cls)}
+        values = {name: value for name, value in settings.items()
+                  if name in names and name not in _NOT_RECORDED and value is not None}
+        values.update({name: value for name, value in objects.items() if value is not None})
+        return cls(model_cls=model_cls, **values)
+
+
+def _is_reporter(callback: Any) -> bool:
+    from lightning_tune.callbacks import TuneReportBase
+
+    return isinstance(callback, TuneReportBase)
+
+
+def _is_plain(value: Any) -> bool:
+    """Whether ``value`` survives JSON unchanged (so it can be recorded, not re-supplied)."""
+    import json
+
+    try:
+        return json.loads(json.dumps(value)) == value
+    except (TypeError, ValueError):
+        return False
+
+
+def _check_model_class(model_cls: Any) -> None:
+    if not isinstance(model_cls, type):
+        hint = (" Pass the class itself (e.g. MyModel, not MyModel(...)): each trial builds its "
+                "own model from its config.") if tree_of(model_cls) else ""
+        raise InvalidTypeError(f"model_cls must be a LightningModule subclass, got an instance "
+                               f"of {type(model_cls).__name__}.{hint}")
+    tree = tree_of(model_cls)
+    if tree is None or not issubclass(model_cls, tree_module(tree).LightningModule):
+        raise InvalidTypeError(f"model_cls must be a LightningModule subclass (lightning.pytorch "
+                               f"or pytorch_lightning), got {model_cls.__qualname__}.")
+
+
+def _check_datamodule(datamodule: Any) -> None:
+    if datamodule is None:
+        return
+    cls = datamodule if isinstance(datamodule, type) else type(datamodule)
+    tree = tree_of(cls)
+    if tree is None or not issubclass(cls, tree_module(tree).LightningDataModule):
+        raise InvalidTypeError(f"datamodule must be a LightningDataModule class or instance, "
+                               f"got {datamodule!r}.")
