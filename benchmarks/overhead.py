@@ -9,7 +9,7 @@ timed on its own. Contenders, each timed over the whole 4-trial search (wall clo
     tune_single    tune_lightning, each trial trains in its own process (1 CPU)
     torchtrainer   Ray's own path: a Tune function that runs a Ray Train TorchTrainer
                    (2 workers x 1 CPU) with ray.train.lightning's strategy and callbacks
-    plain_tune     a Tune function trainable (1 CPU), one Trainer, Ray's Lightning callback
+    plain_tune     a Tune function trainable (1 CPU, reuse_actors), one Trainer, Ray's Lightning callback
     optuna         Optuna alone, grid over the 4 lrs, one process, trials one after another
     bare_loop      a plain PyTorch loop, one process: the floor
 
@@ -222,8 +222,10 @@ def _plain_tune_trial(config: Dict[str, Any]) -> None:
 def run_plain_tune(run: "Run") -> Dict:
     tuner = tune.Tuner(
         tune.with_resources(_plain_tune_trial, {"cpu": 1}), param_space=grid_space(run.record_dir),
+        # reuse_actors, as tune_lightning runs Tune and as README tells users of their own
+        # Tuner to do: without it this baseline would pay a process start per trial
         tune_config=tune.TuneConfig(metric="val_loss", mode="min",
-                                    max_concurrent_trials=CONCURRENT),
+                                    max_concurrent_trials=CONCURRENT, reuse_actors=True),
         run_config=tune.RunConfig(name=run.name, storage_path=run.storage, verbose=0))
     return losses_of(tuner.fit())
 

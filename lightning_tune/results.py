@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Optional, Sequence
 
 import pandas as pd
 import torch
@@ -20,6 +20,19 @@ if TYPE_CHECKING:
 def best_of(values: pd.Series, mode: str) -> Any:
     """The index of the best value in ``values`` ("min" or "max"), NaN skipped."""
     return values.idxmin() if mode == "min" else values.idxmax()
+
+
+def best_score_by_trial(trials: Iterable[Any], metric: str, mode: str) -> Dict[str, float]:
+    """Each trial's best value of ``metric`` over its reported rows, by trial id."""
+    scores: Dict[str, float] = {}
+    for trial in trials:
+        history = trial.metrics_dataframe
+        if history is None or metric not in history or "trial_id" not in history:
+            continue
+        values = history[metric].dropna()
+        if len(values):
+            scores[str(history["trial_id"].iloc[0])] = float(values[best_of(values, mode)])
+    return scores
 
 
 def _config_of(result: Any) -> Dict[str, Any]:
@@ -68,16 +81,7 @@ class TuneLightningResult:
 
         Trials that never reported it are left out.
         """
-        metric = metric or self.metric
-        scores: Dict[str, float] = {}
-        for trial in self.result_grid:
-            history = trial.metrics_dataframe
-            if history is None or metric not in history or "trial_id" not in history:
-                continue
-            values = history[metric].dropna()
-            if len(values):
-                scores[str(history["trial_id"].iloc[0])] = float(values[best_of(values, self.mode)])
-        return scores
+        return best_score_by_trial(self.result_grid, metric or self.metric, self.mode)
 
     @property
     def best_config(self) -> Dict[str, Any]:

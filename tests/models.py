@@ -51,7 +51,8 @@ class RecordingClassifier(DigitsClassifier):
     def on_train_end(self):
         # DDP keeps every rank's weights equal; a sum that differs means gradients were not shared
         total = float(sum(parameter.detach().double().sum() for parameter in self.parameters()))
-        self._write("end", {"global_rank": self.global_rank, "param_sum": total})
+        self._write("end", {"trial_tag": self.trial_tag, "global_rank": self.global_rank,
+                            "param_sum": total})
 
     def _write(self, kind, record):
         path = os.path.join(self.record_dir,
@@ -195,9 +196,9 @@ class LaggingClassifier(EpochLoggingClassifier):
     """Reports a scripted ``val_loss``: ``1 / epoch`` plus ``lag``. Trials with a lag are
     made bad on purpose; trials without one report the very same values (ties)."""
 
-    def __init__(self, lag: float = 0.0, **kwargs):
+    def __init__(self, lag: float = 0.0, trial: int = 0, **kwargs):
         super().__init__(**kwargs)
-        self.lag = lag
+        self.lag, self.trial = lag, trial
 
     def validation_step(self, batch, batch_idx):
         self._loss_and_accuracy(batch)

@@ -1,4 +1,6 @@
-"""A worker killed mid-trial ends the trial with a clear error; with a retry it completes."""
+"""A worker killed mid-trial ends the trial with a clear error; with a retry it completes.
+A rank that stalls ends its run, naming it, however the run was started; a rank that is only
+slow to start (a cold process on a busy machine) does not."""
 
 import glob
 import os
@@ -6,11 +8,18 @@ import signal
 import threading
 import time
 
+import subprocess
+import sys
+
+import lightning.pytorch as pl
 import pytest
 from ray import tune
 
-from lightning_tune import lightning_trainable
-from tests.models import DigitsDataModule, SlowEpochClassifier
+from lightning_tune import RayDDPStrategy, lightning_trainable, tune_lightning
+from lightning_tune.errors import AllTrialsFailedError, WorkerError
+from tests.conftest import alive_actors
+from lightning_tune.examples import DigitsClassifier
+from tests.models import DigitsDataModule, SlowEpochClassifier, StallingClassifier
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -60,13 +69,6 @@ def test_killed_worker(ray_cluster, tmp_path, max_failures):
 
 
 def test_a_stalled_rank_ends_the_run_naming_it(ray_cluster):
-    import lightning.pytorch as pl
-
-    from lightning_tune import RayDDPStrategy
-    from lightning_tune.errors import WorkerError
-    from tests.conftest import alive_actors
-    from tests.models import StallingClassifier
-
     trainer = pl.Trainer(max_epochs=2, strategy=RayDDPStrategy(num_workers=2, worker_timeout_s=15),
                          logger=False, enable_checkpointing=False, enable_progress_bar=False)
     started = time.monotonic()
@@ -75,11 +77,52 @@ def test_a_stalled_rank_ends_the_run_naming_it(ray_cluster):
     assert error.value.rank == 1
     assert "made no progress" in str(error.value) and "inside training_step" in str(error.value)
     assert time.monotonic() - started < 60  # not the 600 s the rank sleeps
-    assert alive_actors("TrainingWorker") == [] and alive_actors("_ProgressBoard") == []
+    assert alive_actors("TrainingWorker") == [] and alive_actors("StallClock") == []
+
+
+@pytest.fixture
+def busy_cpu():
+    """A CPU-bound process beside the test, as on a loaded CI machine."""
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    yield
+    hog.kill()
+    hog.wait()
+
+
+def test_a_cold_start_on_a_busy_machine_is_not_a_stall(ray_cluster, busy_cpu):
+    # new worker processes import torch and Lightning (seconds, more beside the busy
+    # process) before they can train: far past this timeout, yet no rank has stalled
+    trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False,
+                         strategy=RayDDPStrategy(num_workers=2, worker_timeout_s=5))
+    started = time.monotonic()
+    trainer.fit(DigitsClassifier(lr=1e-2), datamodule=DigitsDataModule())
+    assert trainer.state.finished and trainer.current_epoch == 1
+    assert time.monotonic() - started > 5, "the run took less than the timeout: proved nothing"
+
+
+def test_a_stall_ends_a_tune_lightning_trial(ray_cluster, tmp_path):
+    with pytest.raises(AllTrialsFailedError, match=r"rank 1 made no progress .*inside "
+                                                   r"training_step; worker_timeout_s=5"):
+        tune_lightning(StallingClassifier, {"stall_rank": 1}, datamodule=DigitsDataModule,
+                       max_epochs=1, num_samples=1, strategy="ddp", num_workers=2,
+                       worker_timeout_s=5, scheduler="fifo", storage_path=str(tmp_path),
+                       verbose=0)
+
+
+def test_a_stall_ends_a_horovod_trial_of_lightning_trainable(ray_cluster, tmp_path):
+    trainable = lightning_trainable(StallingClassifier, datamodule=DigitsDataModule,
+                                    max_epochs=1, strategy="horovod", num_workers=2,
+                                    worker_timeout_s=5)
+    started = time.monotonic()
+    grid = tune.Tuner(trainable, param_space={"stall_rank": 0},
+                      run_config=tune.RunConfig(storage_path=str(tmp_path), name="stalled",
+                                                verbose=0)).fit()
+    error = str(grid[0].error)
+    assert "rank 0 made no progress" in error and "inside training_step" in error
+    assert time.monotonic() - started < 120  # not the 600 s the rank sleeps
 
 
 def test_worker_timeout_must_be_positive():
-    from lightning_tune import RayDDPStrategy
-
     with pytest.raises(ValueError, match="worker_timeout_s must be a number of seconds > 0"):
         RayDDPStrategy(num_workers=2, worker_timeout_s=0)

@@ -14,6 +14,7 @@ import torch
 from ray import tune
 
 from lightning_tune import TuneLightningResult, load_result, plots, tune_lightning
+from lightning_tune.results import best_score_by_trial
 from lightning_tune.examples.digits import DigitsClassifier, DigitsDataModule
 
 pytestmark = pytest.mark.timeout(300)
@@ -76,8 +77,8 @@ def test_parallel_coordinates(result, tmp_path):
     figure = result.plot_parallel_coordinates(path=str(tmp_path / "parallel.png"))
     assert_png(tmp_path / "parallel.png")
     host = figure.axes[0]
-    assert sorted(result._searched) == ["lr", "optimizer"]
-    assert labels(host.get_xticklabels()) == result._searched + ["val_loss"]
+    assert sorted(result.searched) == ["lr", "optimizer"]
+    assert labels(host.get_xticklabels()) == result.searched + ["val_loss"]
     assert len(host.lines) == 3  # one per trial that reported
     by_name = {axes.get_label(): axes for axes in figure.axes}
     assert by_name["lr"].get_yscale() == "log"  # the values span two decades
@@ -126,7 +127,7 @@ def test_save_plots_writes_the_three_pngs(result, tmp_path):
 def test_load_result_reads_the_experiment_back(result, tmp_path):
     loaded = load_result(result.experiment_path)
     assert loaded.metric == "val_loss" and loaded.mode == "min"
-    assert loaded._searched == result._searched
+    assert loaded.searched == result.searched and sorted(loaded.searched) == ["lr", "optimizer"]
     assert loaded.best_config == result.best_config
     assert loaded.best_metrics["val_loss"] == pytest.approx(result.best_metrics["val_loss"])
     assert sorted(loaded.dataframe["trial_id"]) == sorted(result.dataframe["trial_id"])
@@ -147,6 +148,34 @@ def test_load_result_reads_the_experiment_back(result, tmp_path):
         load_result(str(tmp_path / "no_such_experiment"))
 
 
+class _CreatesAFileWhenUnpickled:
+    """What a tampered checkpoint could hold: unpickling it calls open(path, "w")."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_load_best_model_loads_a_tampered_checkpoint_as_data_only(result, tmp_path):
+    import pickle
+    import shutil
+
+    copy = str(tmp_path / "plots")
+    shutil.copytree(result.experiment_path, copy)
+    loaded = load_result(copy)
+    assert loaded.best_checkpoint.path.startswith(copy)
+    checkpoint_file = os.path.join(loaded.best_checkpoint.path, "checkpoint")
+    state = torch.load(checkpoint_file, weights_only=True)
+    marker = tmp_path / "code_ran"
+    state["extra"] = _CreatesAFileWhenUnpickled(str(marker))
+    torch.save(state, checkpoint_file)
+    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+        loaded.load_best_model()
+    assert not marker.exists(), "loading the best model ran code its checkpoint carried"
+
+
 def made_up_result(configs, curves, mode="min", searched=()):
     """A stand-in for a result, shaped like Tune's, for cases no small search produces."""
     grid = [SimpleNamespace(metrics={"trial_id": f"abcde_{index:05d}"}, config=config,
@@ -155,8 +184,10 @@ def made_up_result(configs, curves, mode="min", searched=()):
                                 {"training_iteration": range(1, len(curve) + 1),
                                  "val_loss": curve}))
             for index, (config, curve) in enumerate(zip(configs, curves))]
-    return SimpleNamespace(result_grid=grid, metric="val_loss", mode=mode,
-                           _searched=list(searched))
+    return SimpleNamespace(
+        result_grid=grid, metric="val_loss", mode=mode, searched=list(searched),
+        best_score_by_trial=lambda metric=None: best_score_by_trial(grid, metric or "val_loss",
+                                                                    mode))
 
 
 def test_many_trials_cap_the_legend_to_the_best():

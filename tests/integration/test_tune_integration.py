@@ -10,7 +10,7 @@ from ray import tune
 from ray.tune import FailureConfig, RunConfig, TuneConfig
 
 from lightning_tune import (TuneReportCallback, TuneReportCheckpointCallback, lightning_trainable,
-                            tune_lightning)
+                            load_result, tune_lightning)
 from lightning_tune.errors import AllTrialsFailedError, TrialShapeError
 from lightning_tune.examples import DigitsClassifier, DigitsDataModule
 from lightning_tune.examples.digits import held_out_accuracy
@@ -73,8 +73,11 @@ def test_report_callback_metrics_over_the_ddp_bridge(ray_cluster, tmp_path, metr
     # two epochs, two reports: the sanity-check validation was not reported
     assert result.metrics["training_iteration"] == 2
     assert result.checkpoint is None
-    # Lightning's own logs are in the trial's directory, written by rank 0
-    assert os.listdir(os.path.join(result.path, "lightning_logs"))
+    # Lightning's own logs are in the trial's directory, written by rank 0 only (one version)
+    versions = os.listdir(os.path.join(result.path, "lightning_logs"))
+    assert versions == ["version_0"]
+    events = glob.glob(os.path.join(result.path, "lightning_logs", "version_0", "events.out.*"))
+    assert len(events) == 1 and os.path.getsize(events[0]) > 0
 
 
 def test_one_checkpoint_per_epoch_that_restores_the_trained_model(ray_cluster, tmp_path):
@@ -166,8 +169,9 @@ def test_tune_lightning_with_pytorch_lightning_models(ray_cluster, tmp_path):
                             datamodule=PLDigitsDataModule, num_samples=1, max_epochs=2,
                             strategy="ddp", num_workers=2, scheduler="fifo",
                             storage_path=str(tmp_path), verbose=0)
-    assert result.best_metrics["val_loss"] < 2.3  # below the loss of uniform guessing
-    assert isinstance(result.load_best_model(), PLDigitsClassifier)
+    model = result.load_best_model()
+    assert isinstance(model, PLDigitsClassifier)
+    assert held_out_accuracy(model, DigitsDataModule()) > 0.5  # chance is 0.1
 
 
 def test_gpus_asked_of_a_cluster_without_gpus(ray_cluster, tmp_path):
@@ -175,3 +179,14 @@ def test_gpus_asked_of_a_cluster_without_gpus(ray_cluster, tmp_path):
         tune_lightning(DigitsClassifier, {"lr": 1e-2}, datamodule=DigitsDataModule,
                        strategy="ddp", num_workers=2, gpus_per_worker=1,
                        storage_path=str(tmp_path), verbose=0)
+
+
+def test_a_checkpoint_file_named_by_the_user_loads_back(ray_cluster, tmp_path):
+    callback = TuneReportCheckpointCallback(filename="model.ckpt")
+    result = tune_lightning(DigitsClassifier, {"lr": 3e-2}, datamodule=DigitsDataModule,
+                            num_samples=1, max_epochs=2, scheduler="fifo", callbacks=[callback],
+                            storage_path=str(tmp_path), name="named", verbose=0)
+    assert sorted(os.listdir(result.best_checkpoint.path)) == ["model.ckpt"]
+    for read_back in (result, load_result(result.experiment_path)):
+        assert read_back.checkpoint_filename == "model.ckpt"
+        assert held_out_accuracy(read_back.load_best_model(), DigitsDataModule()) > 0.5

@@ -5,6 +5,7 @@ import json
 import os
 
 import pytest
+import torch
 from ray import tune
 
 from lightning_tune import tune_lightning
@@ -14,16 +15,19 @@ from tests.models import DigitsDataModule, LeakyClassifier
 pytestmark = pytest.mark.timeout(300)
 
 
-def run_trials(tmp_path, name, trials, reuse_workers=True):
+def run_trials(tmp_path, name, trials, reuse_workers=True, scheduler="fifo", max_epochs=1,
+               gpus_per_worker=0):
     """``trials``: one dict of LeakyClassifier arguments per trial, run one after another."""
     record_dir = tmp_path / f"records_{name}"
     record_dir.mkdir()
     space = {"record_dir": str(record_dir), "trial_tag": tune.grid_search(list(range(len(trials)))),
              "leave": tune.sample_from(lambda config: trials[config["trial_tag"]].get("leave", False)),
-             "fail": tune.sample_from(lambda config: trials[config["trial_tag"]].get("fail", False))}
-    result = tune_lightning(LeakyClassifier, space, datamodule=DigitsDataModule, max_epochs=1,
-                            strategy="ddp", num_workers=2, scheduler="fifo", num_samples=1,
-                            max_concurrent_trials=1, reuse_workers=reuse_workers,
+             "fail": tune.sample_from(lambda config: trials[config["trial_tag"]].get("fail", False)),
+             "lr": tune.sample_from(lambda config: trials[config["trial_tag"]].get("lr", 1e-3))}
+    result = tune_lightning(LeakyClassifier, space, datamodule=DigitsDataModule,
+                            max_epochs=max_epochs, strategy="ddp", num_workers=2,
+                            scheduler=scheduler, num_samples=1, max_concurrent_trials=1,
+                            reuse_workers=reuse_workers, gpus_per_worker=gpus_per_worker,
                             storage_path=str(tmp_path), name=name, verbose=0)
     records = {}
     for path in glob.glob(str(record_dir / "*.json")):
@@ -53,11 +57,34 @@ def test_next_trial_takes_the_warm_workers_and_finds_nothing_left(ray_cluster, t
         for record in (first, second, failed, after):  # a fresh model and optimizer each time
             assert record["optimizer_state"] == 0
             assert record["parameter_sum"] == pytest.approx(record["built_sum"])
-            assert record["cuda_allocated"] in (None, 0)
     # each job draws fresh seeds, different on every rank and in every trial
     seeds = [record["initial_seed"] for record in records.values()]
     assert len(set(seeds)) == len(seeds)
     assert alive_actors("TrainingWorker") == []
+
+
+def test_a_trial_the_scheduler_stopped_leaves_no_workers_to_reuse(ray_cluster, tmp_path):
+    # ASHA stops the trial that does not learn (lr 0) at its first rung, mid-search
+    result, records = run_trials(tmp_path, "stopped", [{"lr": 1e-2}, {"lr": 0.0}, {"lr": 1e-2}],
+                                 scheduler="asha", max_epochs=3)
+    epochs = dict(zip(result.dataframe["trial_tag"], result.dataframe["training_iteration"]))
+    assert epochs == {0: 3, 1: 1, 2: 3}
+    for rank in (0, 1):
+        first, stopped, after = (records[(tag, rank)] for tag in range(3))
+        assert first["trial_pid"] == stopped["trial_pid"] == after["trial_pid"]
+        assert stopped["pid"] == first["pid"]  # a clean finish parks its workers
+        assert after["pid"] != stopped["pid"]  # a stopped trial's workers were killed
+    assert alive_actors("TrainingWorker") == []
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_parked_worker_holds_no_cuda_memory(ray_cluster, tmp_path):
+    # the model trains on the GPU, and the next trial on a parked worker finds it emptied
+    _, records = run_trials(tmp_path, "cuda", [{"leave": True}, {}], gpus_per_worker=0.5)
+    for rank in (0, 1):
+        assert records[(1, rank)]["pid"] == records[(0, rank)]["pid"]
+        # on the GPU: only this trial's model, nothing the trial before it left
+        assert 0 < records[(1, rank)]["cuda_allocated"] == records[(0, rank)]["cuda_allocated"]
 
 
 def test_reuse_workers_false_starts_new_workers_each_trial(ray_cluster, tmp_path):
