@@ -36,6 +36,10 @@ _HOME = {
 __all__ = sorted(_HOME)
 __version__ = "0.2.0"
 
+# Note which Lightning trees the user imported before any module of ours imports one: a
+# strategy built from code that names no tree follows that (see lightning_trees).
+import_module("lightning_tune.lightning_trees")
+
 
 def __getattr__(name: str) -> Any:
     if name not in _HOME:

@@ -15,6 +15,7 @@ works in either Trainer), ``isinstance`` accepts either twin, and ``for_tree`` n
 from __future__ import annotations
 
 import importlib
+import inspect
 import sys
 import types
 from abc import ABCMeta
@@ -28,8 +29,9 @@ TREES = (LIGHTNING, PYTORCH_LIGHTNING)
 _FABRIC = {LIGHTNING: "lightning.fabric", PYTORCH_LIGHTNING: "lightning_fabric"}
 # declares the pytorch_lightning twins, importing every lightning.pytorch one on the way
 _TWINS_MODULE = "lightning_tune.pytorch_lightning"
-# the trees a user had imported before this toolkit imported any
-_LOADED_BEFORE_US = tuple(tree for tree in TREES if tree in sys.modules)
+# the trees a user had imported before this toolkit imported any (``import lightning_tune``
+# imports this module first, before any of ours imports a tree)
+LOADED_BEFORE_US = tuple(tree for tree in TREES if tree in sys.modules)
 
 
 def _tree_of_module_name(name: str) -> Optional[str]:
@@ -79,8 +81,8 @@ def guess_user_tree(frame: Optional[types.FrameType]) -> str:
                     and not _is_ours(value)} & set(TREES)
         if len(referred) == 1:
             return referred.pop()
-    if len(_LOADED_BEFORE_US) == 1:
-        return _LOADED_BEFORE_US[0]
+    if len(LOADED_BEFORE_US) == 1:
+        return LOADED_BEFORE_US[0]
     loaded = [tree for tree in TREES if tree in sys.modules]
     return loaded[0] if len(loaded) == 1 else LIGHTNING
 
@@ -98,13 +100,25 @@ class TreeTwin(ABCMeta):
     """Metaclass of a public class declared once per tree (see the module docstring).
 
     A class that sets ``family`` and ``lightning_tree`` in its own body is registered as that
-    family's class for that tree; its subclasses (a user's) are ordinary classes.
+    family's class for that tree; its subclasses (a user's) are ordinary classes. Only a call
+    of the ``lightning.pytorch`` class itself looks at the caller's tree: unpickling and
+    copying make the class they are given.
     """
 
     def __init__(cls, name: str, bases: tuple, namespace: dict, **kwargs: Any) -> None:
         super().__init__(name, bases, namespace, **kwargs)
         if "family" in namespace and "lightning_tree" in namespace:
             _twins[(namespace["family"], namespace["lightning_tree"])] = cls
+        # what inspect (and jsonargparse, for LightningCLI) reads instead of __call__ below
+        init = inspect.signature(cls.__init__)
+        cls.__signature__ = init.replace(parameters=list(init.parameters.values())[1:])
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        if _twins.get((cls.__dict__.get("family"), LIGHTNING)) is cls:
+            tree = guess_user_tree(sys._getframe(1))
+            if tree != LIGHTNING:
+                cls = cls.for_tree(tree)
+        return super(TreeTwin, cls).__call__(*args, **kwargs)
 
     def __instancecheck__(cls, instance: Any) -> bool:
         if super().__instancecheck__(instance):
@@ -130,17 +144,6 @@ class PerTree:
 
     family: ClassVar[str]
     lightning_tree: ClassVar[str]
-
-    def __new__(cls, *args: Any, **kwargs: Any):
-        if _twins.get((cls.__dict__.get("family"), LIGHTNING)) is cls:
-            tree = guess_user_tree(sys._getframe(1))
-            if tree != LIGHTNING:
-                twin = cls.for_tree(tree)
-                instance = super().__new__(twin)
-                # not an instance of ``cls``, so Python will not call __init__ itself
-                instance.__init__(*args, **kwargs)
-                return instance
-        return super().__new__(cls)
 
     @classmethod
     def for_tree(cls, tree: str) -> type:

@@ -27,6 +27,7 @@ from matplotlib.ticker import MaxNLocator
 from ray.tune.result import AUTO_RESULT_KEYS
 
 from lightning_tune.errors import InvalidArgumentError, InvalidTypeError
+from lightning_tune.results import trial_id_of
 
 if TYPE_CHECKING:
     from lightning_tune.results import TuneLightningResult
@@ -70,8 +71,8 @@ def _trials(result: "TuneLightningResult") -> List[_Trial]:
         if history is None or history.empty:
             continue  # errored before its first report: nothing to draw
         name = os.path.basename(str(trial.path)) if trial.path else f"trial {index}"
-        trial_id = str(history["trial_id"].iloc[0]) if "trial_id" in history else name
-        trials.append(_Trial(index, trial_id, name, dict(trial.config or {}), history))
+        trials.append(_Trial(index, trial_id_of(trial) or name, name, dict(trial.config or {}),
+                             history))
     return trials
 
 

@@ -78,6 +78,13 @@ class Rendezvous:
         if self._actor is not None:
             ray.kill(self._actor, no_restart=True)
             self._actor = None
+        elif self.address.startswith(_FILE):
+            # the ranks' FileStore removes it once all of them are done; a failed job's may
+            # not have. Best effort: this reaches it when the ranks run on this node
+            try:
+                os.remove(self.address[len(_FILE):])
+            except FileNotFoundError:
+                pass
 
 
 def plan_rendezvous(node_ids: Sequence[str]) -> Rendezvous:

@@ -6,7 +6,7 @@ from typing import Dict, Mapping, Optional, Tuple
 
 from ray.tune import PlacementGroupFactory
 
-from lightning_tune.errors import InvalidArgumentError, TrialShapeError
+from lightning_tune.errors import InvalidArgumentError, InvalidTypeError, TrialShapeError
 
 _PLACEMENT_STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
 
@@ -57,6 +57,18 @@ def check_worker_shape(num_workers: int, cpus_per_worker: float, gpus_per_worker
         if isinstance(amount, bool) or not isinstance(amount, (int, float)) or amount < 0:
             raise InvalidArgumentError(
                 f"resources_per_worker[{name!r}] must be >= 0, got {amount!r}.")
+
+
+def check_worker_options(worker_timeout_s: Optional[float], reuse_workers: bool) -> None:
+    """The two settings of how workers are watched and kept, checked the same everywhere."""
+    if worker_timeout_s is not None and (
+            isinstance(worker_timeout_s, bool) or not isinstance(worker_timeout_s, (int, float))
+            or not 0 < worker_timeout_s < float("inf")):
+        raise InvalidArgumentError(
+            f"worker_timeout_s must be a number of seconds > 0 (or None for no limit), got "
+            f"{worker_timeout_s!r}.")
+    if not isinstance(reuse_workers, bool):
+        raise InvalidTypeError(f"reuse_workers must be True or False, got {reuse_workers!r}.")
 
 
 def get_tune_resources(num_workers: int, cpus_per_worker: float = 1, gpus_per_worker: float = 0,

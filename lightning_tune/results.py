@@ -22,16 +22,25 @@ def best_of(values: pd.Series, mode: str) -> Any:
     return values.idxmin() if mode == "min" else values.idxmax()
 
 
+def trial_id_of(trial: Any) -> Optional[str]:
+    """A Tune result's trial id: from its last metrics, else from its reported rows."""
+    trial_id = (trial.metrics or {}).get("trial_id")
+    history = trial.metrics_dataframe
+    if trial_id is None and history is not None and "trial_id" in history and len(history):
+        trial_id = history["trial_id"].iloc[0]
+    return None if trial_id is None else str(trial_id)
+
+
 def best_score_by_trial(trials: Iterable[Any], metric: str, mode: str) -> Dict[str, float]:
     """Each trial's best value of ``metric`` over its reported rows, by trial id."""
     scores: Dict[str, float] = {}
     for trial in trials:
-        history = trial.metrics_dataframe
-        if history is None or metric not in history or "trial_id" not in history:
+        history, trial_id = trial.metrics_dataframe, trial_id_of(trial)
+        if history is None or metric not in history or trial_id is None:
             continue
         values = history[metric].dropna()
         if len(values):
-            scores[str(history["trial_id"].iloc[0])] = float(values[best_of(values, mode)])
+            scores[trial_id] = float(values[best_of(values, mode)])
     return scores
 
 

@@ -9,7 +9,6 @@ the defaults for records written before the field existed all follow from the fi
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
@@ -17,7 +16,7 @@ from ray.tune import PlacementGroupFactory
 
 from lightning_tune.errors import InvalidArgumentError, InvalidTypeError
 from lightning_tune.lightning_trees import tree_module, tree_of
-from lightning_tune.resources import check_worker_shape, get_tune_resources
+from lightning_tune.resources import check_worker_options, check_worker_shape, get_tune_resources
 from lightning_tune.routing import ConfigRouting
 
 STRATEGIES = (None, "ddp", "horovod")
@@ -70,16 +69,7 @@ class TrialSpec:
 
             import_horovod()  # a missing Horovod is reported here, before Ray starts
         check_worker_shape(self.num_workers, self.cpus_per_worker, self.gpus_per_worker)
-        if self.worker_timeout_s is not None and (
-                isinstance(self.worker_timeout_s, bool)
-                or not isinstance(self.worker_timeout_s, (int, float))
-                or not self.worker_timeout_s > 0 or math.isinf(self.worker_timeout_s)):
-            raise InvalidArgumentError(
-                f"worker_timeout_s must be a number of seconds > 0 (or None for no limit), "
-                f"got {self.worker_timeout_s!r}.")
-        if not isinstance(self.reuse_workers, bool):
-            raise InvalidTypeError(
-                f"reuse_workers must be True or False, got {self.reuse_workers!r}.")
+        check_worker_options(self.worker_timeout_s, self.reuse_workers)
         for key, instead in _RESERVED_TRAINER_KWARGS.items():
             if key in self.trainer_kwargs:
                 raise InvalidArgumentError(

@@ -219,8 +219,10 @@ class ListenerProbeClassifier(DigitsClassifier):
 
         if self.current_epoch != 0:
             return
-        with open(os.path.join(self.handshake_dir, f"ready_{self.global_rank}"), "w") as handle:
+        ready = os.path.join(self.handshake_dir, f"ready_{self.global_rank}")
+        with open(ready + ".partial", "w") as handle:
             handle.write(str(os.getpid()))
+        os.replace(ready + ".partial", ready)  # the test never reads a half-written file
         deadline = time.monotonic() + 120
         while not os.path.exists(os.path.join(self.handshake_dir, "checked")):
             if time.monotonic() > deadline:
@@ -271,7 +273,6 @@ class LeakyClassifier(DigitsClassifier):
             "leaked_variable": os.environ.get("LIGHTNING_TUNE_TEST_LEFT"),
             "pl_global_seed": os.environ.get("PL_GLOBAL_SEED"),
             "process_groups": len(dist.distributed_c10d._world.pg_map),
-            "master_port": os.environ.get("MASTER_PORT"),
             "optimizer_state": len(self.trainer.optimizers[0].state),
             "parameter_sum": self._parameter_sum(), "built_sum": self.built_sum,
             "cuda_allocated": torch.cuda.memory_allocated() if torch.cuda.is_available() else None,

@@ -41,4 +41,4 @@ class PLDigitsClassifier(pl.LightningModule):
         self.log("val_loss", F.cross_entropy(self(x), y), sync_dist=True)
 
     def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=self.lr)
+        return torch.optim.Adam(self.parameters(), lr=self.lr)

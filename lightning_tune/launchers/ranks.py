@@ -41,13 +41,15 @@ def interface_of(ip: str) -> str:
     return "lo"
 
 
-def assign_ranks(described: List[WorkerHost],
-                 main_port: int) -> Tuple[List[WorkerPlacement], List[Dict[str, str]]]:
+def assign_ranks(described: List[WorkerHost]
+                 ) -> Tuple[List[WorkerPlacement], List[Dict[str, str]]]:
     """Placements and environment variables for the workers, in bundle order.
 
     Global rank is the worker's position; nodes are numbered in order of their first rank and
     local ranks count within a node, so uneven or interleaved layouts are ranked correctly.
     A worker sees all of its node's GPUs (NCCL wants its peers visible) and uses its own.
+    ``MASTER_ADDR`` names rank 0's node, for code that reads it; no server listens there
+    (the ranks meet through :mod:`lightning_tune.rendezvous`).
     """
     node_ids = list(dict.fromkeys(host.node_id for host in described))
     node_gpus: Dict[str, List[str]] = {node_id: [] for node_id in node_ids}
@@ -66,7 +68,7 @@ def assign_ranks(described: List[WorkerHost],
             num_nodes=len(node_ids),
             gpu_index=node_gpus[node_id].index(gpus[0]) if gpus else None)
         env = {
-            "MASTER_ADDR": main_address, "MASTER_PORT": str(main_port),
+            "MASTER_ADDR": main_address,
             "WORLD_SIZE": str(placement.world_size), "RANK": str(rank),
             "LOCAL_RANK": str(placement.local_rank), "NODE_RANK": str(placement.node_rank),
             "LOCAL_WORLD_SIZE": str(placement.local_world_size),

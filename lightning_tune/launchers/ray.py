@@ -73,7 +73,7 @@ class RayLauncher:
         finished = False
         try:
             hosts = self._take_workers(bundles, parked)
-            placements, envs = assign_ranks(hosts, ray.get(self._workers[0].free_port.remote()))
+            placements, envs = assign_ranks(hosts)
             for env, backend_env in zip(envs, strategy.start_backend(placements, hosts)):
                 env.update(backend_env)
             payload_ref = ray.put(payload)

@@ -1,13 +1,14 @@
 """The stalled-rank watchdog behind ``worker_timeout_s``.
 
-Ranks mark entering and leaving each step on a small board actor, on one clock. A rank's
-stall clock starts once it is ready to train (its process started, torch and Lightning
-imported, the job unpickled), never while it is still starting: a cold worker spends
-seconds importing, more on a busy machine, and that is not a stall. Until every rank is
-ready, the set-up phase has its own, generous limit (``SETUP_TIMEOUT_S``, or
-``worker_timeout_s`` if that is longer); after it, a rank may not spend more than
-``worker_timeout_s`` inside one step or between two. Ranks that are ready wait for their
-slowest peer at the first collective, so no clock runs before the last rank is ready.
+Ranks mark entering and leaving each step (training, validation, test, predict: the sanity
+check too) on a small board actor, on one clock. Everything before a rank's first step is
+its set-up: the process start, the import of torch and Lightning (seconds, more on a busy
+machine), unpickling the job, joining the process group, Lightning's own set-up. That is not
+a stall, so it has its own, generous limit (``SETUP_TIMEOUT_S``, or ``worker_timeout_s`` if
+that is longer), counted from the launch until every rank has made its first step. After
+that a rank may not spend more than ``worker_timeout_s`` inside one step or between two.
+Ranks that start early wait for their slowest peer at the first collective, so no rank's
+clock runs before the last rank's first step.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ _POLL_MAX_S = 10.0
 
 
 class StallClock:
-    """Where ranks say they are ready and mark their steps, on one clock (the board's)."""
+    """Where ranks mark their steps, on one clock (the board's); a first mark ends set-up."""
 
     def __init__(self, world_size: int, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
@@ -33,14 +34,11 @@ class StallClock:
         self._marks: Dict[int, Tuple[float, Optional[str]]] = {}
         self._world_size = world_size
 
-    def ready(self, rank: int) -> None:
-        now = self._clock()
-        self._ready[rank] = now
-        self._marks[rank] = (now, None)
-
     def mark(self, rank: int, step: Optional[str]) -> None:
         """``step``: the hook a rank just entered, or None when it left it."""
-        self._marks[rank] = (self._clock(), step)
+        now = self._clock()
+        self._ready.setdefault(rank, now)
+        self._marks[rank] = (now, step)
 
     def stalled(self, timeout_s: float, setup_timeout_s: float) -> Optional[Tuple[int, float, str]]:
         """(rank, seconds, where) of the rank to blame, if one is past its limit.
@@ -55,7 +53,8 @@ class StallClock:
             waited = now - self._created
             if waited <= setup_timeout_s:
                 return None
-            return starting[0], waited, "still starting (process start, imports, set-up)"
+            return starting[0], waited, ("still setting up: it never reached its first step "
+                                         "(process start, imports, process group, set-up)")
         everyone_ready = max(self._ready.values())
         late = []
         for rank, (since, step) in self._marks.items():
@@ -76,9 +75,6 @@ class StepMarks:
 
     def __init__(self, board: Any, rank: int) -> None:
         self._board, self._rank = board, rank
-
-    def ready(self) -> None:
-        self._board.ready.remote(self._rank)
 
     def enter(self, step: str) -> None:
         self._board.mark.remote(self._rank, step)

@@ -7,7 +7,6 @@ trainer, as Lightning's own spawn launcher does, so the driver's model is the tr
 from __future__ import annotations
 
 import os
-import socket
 from typing import Any, Callable, Dict, NamedTuple, Optional
 
 import ray
@@ -51,11 +50,6 @@ class TrainingWorker:
         return WorkerHost(ray.get_runtime_context().get_node_id(), ip,
                           [str(gpu) for gpu in ray.get_gpu_ids()], interface)
 
-    def free_port(self) -> int:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind((ray.util.get_node_ip_address(), 0))
-            return sock.getsockname()[1]
-
     def run(self, payload: bytes, placement: WorkerPlacement, env: Dict[str, str],
             context: WorkerContext, init_hook: Optional[Callable[[], None]]) -> Optional[WorkerOutput]:
         start_afresh(self._environ)
@@ -66,8 +60,6 @@ class TrainingWorker:
             function, args, kwargs = ray.cloudpickle.loads(payload)
             trainer = function.__self__
             trainer.strategy.enter_worker(placement, context)
-            if context.step_marks is not None:
-                context.step_marks.ready()
             results = function(*args, **kwargs)
             output = collect_rank_zero_results(trainer, results, placement.global_rank)
             # after a clean finish only: a failed job's worker is killed, and a collective

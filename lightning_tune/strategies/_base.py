@@ -17,13 +17,14 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional
 import torch
 
 from lightning_tune.bridge import ReportChannel
-from lightning_tune.errors import InvalidArgumentError, InvalidTypeError, UnknownArgumentError
+from lightning_tune.errors import InvalidTypeError, UnknownArgumentError
 from lightning_tune.launchers.contract import WorkerContext
 from lightning_tune.launchers.ranks import WorkerHost, WorkerPlacement
 from lightning_tune.launchers.ray import RayLauncher
 from lightning_tune.launchers.watchdog import StepMarks
 from lightning_tune.lightning_trees import PerTree, fabric_module, tree_module
-from lightning_tune.resources import check_worker_shape, resolve_worker_shape, worker_bundle
+from lightning_tune.resources import (check_worker_options, check_worker_shape,
+                                      resolve_worker_shape, worker_bundle)
 
 # what ray_lightning called these arguments, and ours
 _RAY_LIGHTNING_NAMES = {"num_cpus_per_worker": "cpus_per_worker",
@@ -43,8 +44,6 @@ class RayStrategyBase(PerTree):
                       resources_per_worker: Optional[Mapping[str, float]],
                       init_hook: Optional[Callable[[], None]],
                       worker_timeout_s: Optional[float], reuse_workers: bool) -> None:
-        if not isinstance(use_gpu, bool):
-            raise InvalidTypeError(f"use_gpu must be True or False, got {use_gpu!r}.")
         resources = dict(resources_per_worker or {})
         if use_gpu and "GPU" not in resources:
             resources["GPU"] = 1
@@ -53,13 +52,7 @@ class RayStrategyBase(PerTree):
         if init_hook is not None and not callable(init_hook):
             raise InvalidTypeError(
                 f"init_hook must be a callable taking no arguments, got {init_hook!r}.")
-        if worker_timeout_s is not None and (isinstance(worker_timeout_s, bool) or not isinstance(
-                worker_timeout_s, (int, float)) or worker_timeout_s <= 0):
-            raise InvalidArgumentError(
-                f"worker_timeout_s must be a number of seconds > 0 (or None for no limit), got "
-                f"{worker_timeout_s!r}.")
-        if not isinstance(reuse_workers, bool):
-            raise InvalidTypeError(f"reuse_workers must be True or False, got {reuse_workers!r}.")
+        check_worker_options(worker_timeout_s, reuse_workers)
         self.num_workers = num_workers
         self.cpus_per_worker = cpus
         self.use_gpu = bool(gpus)

@@ -41,7 +41,7 @@ class RayDDPStrategy(RayDDPStrategyImpl, pl.strategies.DDPStrategy, metaclass=Tr
     bundles). ``num_workers`` ranks of ``cpus_per_worker`` CPUs each (``use_gpu``: one GPU
     each); ``resources_per_worker`` may add custom resources and, as in Ray Train, override
     the CPUs and GPUs (``{"GPU": 0}`` turns GPUs off). With ``worker_timeout_s``, a rank that
-    makes no progress for that long (counted once it is ready to train) stops the run with
+    makes no progress for that long (counted once every rank reached its first step) stops the run with
     an error naming it. In a Tune trial, ``reuse_workers`` lets the next trial of the same
     shape take these workers, warm, once they finished cleanly. Other keyword arguments go
     to Lightning's ``DDPStrategy`` and ``DistributedDataParallel`` (``find_unused_parameters``,

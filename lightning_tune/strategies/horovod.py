@@ -19,7 +19,8 @@ import lightning.pytorch as pl
 from lightning_tune.errors import InvalidArgumentError, MissingDependencyError
 from lightning_tune.launchers.ranks import WorkerHost, WorkerPlacement
 from lightning_tune.lightning_trees import LIGHTNING, TreeTwin
-from lightning_tune.strategies._base import RayStrategyBase
+from lightning_tune.strategies._base import (RayStrategyBase, check_known_arguments,
+                                             parameter_names)
 
 _INSTALL_HINT = (
     "RayHorovodStrategy needs Horovod built for this torch, which pip cannot install as released "
@@ -78,7 +79,11 @@ class RayHorovodStrategyImpl(RayStrategyBase):
     def __init__(self, num_workers: int = 1, cpus_per_worker: float = 1, use_gpu: bool = False,
                  resources_per_worker: Optional[Mapping[str, float]] = None,
                  init_hook: Optional[Callable[[], None]] = None,
-                 worker_timeout_s: Optional[float] = None, reuse_workers: bool = True) -> None:
+                 worker_timeout_s: Optional[float] = None, reuse_workers: bool = True,
+                 **unknown: Any) -> None:
+        # Horovod's options have no keyword here: any other name is a mistake, named early
+        check_known_arguments("RayHorovodStrategy", unknown,
+                              parameter_names(RayHorovodStrategyImpl.__init__))
         import_horovod()
         self._init_workers(num_workers, cpus_per_worker, use_gpu, resources_per_worker,
                            init_hook, worker_timeout_s, reuse_workers)

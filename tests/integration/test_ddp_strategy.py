@@ -157,7 +157,7 @@ def test_pytorch_lightning_trainer(ray_cluster):
     from tests.models_pl import PLDigitsClassifier, PLDigitsDataModule
 
     strategy = RayDDPStrategy.for_tree("pytorch_lightning")(num_workers=2)
-    model = PLDigitsClassifier(lr=0.1)
+    model = PLDigitsClassifier(lr=1e-2)
     before = [p.detach().clone() for p in model.parameters()]
     trainer = pytorch_lightning.Trainer(max_epochs=2, strategy=strategy, logger=False,
                                         enable_checkpointing=False, enable_progress_bar=False)

@@ -43,7 +43,6 @@ def check_while_training(handshake_dir, world_size, seen):
         if time.monotonic() > deadline:
             return
         time.sleep(0.1)
-    time.sleep(0.5)  # the pid files are written before they are closed
     seen["rank_pids"] = {int(open(path).read()) for path in ready}
     seen["sockets"] = listening_sockets()
     open(os.path.join(handshake_dir, "checked"), "w").close()

@@ -57,16 +57,36 @@ def records(directory, prefix):
     return [json.load(open(path)) for path in glob.glob(os.path.join(directory, prefix + "*.json"))]
 
 
+def trainable_noting_checkpoint_routes(trainable, routes_file):
+    """``trainable``, with the trial process noting how each checkpoint reached it."""
+    def train(config):
+        from lightning_tune import bridge
+
+        deliver = bridge.report_to_tune
+
+        def noting(metrics, *, directory=None, files=None):
+            with open(routes_file, "a") as handle:
+                handle.write("bytes\n" if files is not None else "path\n")
+            deliver(metrics, directory=directory, files=files)
+
+        bridge.report_to_tune = noting
+        trainable(config)
+
+    return train
+
+
 def test_a_checkpoint_from_a_rank_on_another_node_travels_as_bytes(joined, tmp_path):
     """Rank 0 on the second node, its trial process on the head: the bridge sends the
     checkpoint's bytes through the object store (a path would name the other node's disk)."""
     cluster, second = joined
     record_dir = tmp_path / "records"
     record_dir.mkdir()
+    routes = tmp_path / "routes.txt"
     trainable = lightning_trainable(NodeRecordingClassifier, datamodule=DigitsDataModule,
                                     max_epochs=2, strategy="ddp", num_workers=2)
-    trainable = tune.with_resources(trainable, PlacementGroupFactory(
-        [{"CPU": 0.01, "head_node": 0.01}] + [{"CPU": 1, "second_node": 1}] * 2))
+    trainable = tune.with_resources(
+        trainable_noting_checkpoint_routes(trainable, str(routes)), PlacementGroupFactory(
+            [{"CPU": 0.01, "head_node": 0.01}] + [{"CPU": 1, "second_node": 1}] * 2))
     grid = tune.Tuner(trainable, param_space={"record_dir": str(record_dir), "lr": 1e-2},
                       run_config=tune.RunConfig(storage_path=str(tmp_path), name="apart",
                                                 verbose=0)).fit()
@@ -75,6 +95,7 @@ def test_a_checkpoint_from_a_rank_on_another_node_travels_as_bytes(joined, tmp_p
     rank_zero = [r for r in records(record_dir, "epoch_") if r["global_rank"] == 0]
     assert {r["node_id"] for r in rank_zero} == {second.node_id}
     assert {r["trial_node_id"] for r in rank_zero} == {cluster.head_node.node_id}
+    assert routes.read_text().split() == ["bytes", "bytes"]  # one checkpoint per epoch
     assert list(result.metrics_dataframe["epoch_seen"]) == [0.0, 1.0]
     with result.checkpoint.as_directory() as directory:
         state = torch.load(os.path.join(directory, "checkpoint"), weights_only=True)

@@ -61,7 +61,7 @@ def test_schedulers_stop_lagging_trials_early(ray_cluster, tmp_path, scheduler):
     space = {"trial": tune.grid_search(list(range(len(lags)))),
              "lag": tune.sample_from(lambda config: lags[config["trial"]])}
     result = tune_lightning(LaggingClassifier, space, datamodule=DigitsDataModule,
-                            max_epochs=max_epochs, num_samples=1, search_alg="grid",
+                            max_epochs=max_epochs, num_samples=1, search_alg="random", seed=0,
                             scheduler=scheduler, max_concurrent_trials=at_a_time,
                             storage_path=str(tmp_path), verbose=0)
     epochs = {trial.config["trial"]: len(trial.metrics_dataframe) for trial in result.result_grid}

@@ -165,7 +165,7 @@ def test_tune_lightning_end_to_end_on_digits(ray_cluster, tmp_path):
 def test_tune_lightning_with_pytorch_lightning_models(ray_cluster, tmp_path):
     from tests.models_pl import PLDigitsClassifier, PLDigitsDataModule
 
-    result = tune_lightning(PLDigitsClassifier, {"lr": tune.choice([0.05, 0.1])},
+    result = tune_lightning(PLDigitsClassifier, {"lr": tune.choice([1e-2, 3e-2])},
                             datamodule=PLDigitsDataModule, num_samples=1, max_epochs=2,
                             strategy="ddp", num_workers=2, scheduler="fifo",
                             storage_path=str(tmp_path), verbose=0)

@@ -53,7 +53,6 @@ def test_next_trial_takes_the_warm_workers_and_finds_nothing_left(ray_cluster, t
             assert record["leaked_variable"] is None and record["pl_global_seed"] is None
             assert record["initial_seed"] not in (1234, 1235)
             assert record["process_groups"] == 1  # a new world group, no leftover subgroup
-            assert record["master_port"] != first["master_port"]
         for record in (first, second, failed, after):  # a fresh model and optimizer each time
             assert record["optimizer_state"] == 0
             assert record["parameter_sum"] == pytest.approx(record["built_sum"])
@@ -64,11 +63,12 @@ def test_next_trial_takes_the_warm_workers_and_finds_nothing_left(ray_cluster, t
 
 
 def test_a_trial_the_scheduler_stopped_leaves_no_workers_to_reuse(ray_cluster, tmp_path):
-    # ASHA stops the trial that does not learn (lr 0) at its first rung, mid-search
+    # ASHA (one rung, at 1 epoch) stops the trial that does not learn (lr 0) mid-search; the
+    # last trial learns, so it beats the midpoint of the first two and runs on
     result, records = run_trials(tmp_path, "stopped", [{"lr": 1e-2}, {"lr": 0.0}, {"lr": 1e-2}],
-                                 scheduler="asha", max_epochs=3)
+                                 scheduler="asha", max_epochs=2)
     epochs = dict(zip(result.dataframe["trial_tag"], result.dataframe["training_iteration"]))
-    assert epochs == {0: 3, 1: 1, 2: 3}
+    assert epochs == {0: 2, 1: 1, 2: 2}
     for rank in (0, 1):
         first, stopped, after = (records[(tag, rank)] for tag in range(3))
         assert first["trial_pid"] == stopped["trial_pid"] == after["trial_pid"]

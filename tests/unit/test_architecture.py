@@ -2,6 +2,7 @@
 module reading another's private names, modules of a readable size."""
 
 import ast
+import importlib.util
 import os
 
 import pytest
@@ -49,14 +50,25 @@ def test_no_private_names_read_across_modules(module, path):
         assert not (name and name.startswith("_")), (
             f"{path}:{line} imports the private name {name} from {imported}")
     tree = ast.parse(open(path).read())
-    modules_here = {alias.asname or alias.name.rpartition(".")[2]
-                    for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
-                    and node.module == "lightning_tune" for alias in node.names}
+    modules_here = set()  # local names bound to one of our modules, however imported
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            modules_here |= {alias.asname for alias in node.names
+                             if alias.name.startswith("lightning_tune.") and alias.asname}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("lightning_tune"):
+            modules_here |= {alias.asname or alias.name for alias in node.names
+                             if is_package(node.module)
+                             and importlib.util.find_spec(f"{node.module}.{alias.name}")}
     for node in ast.walk(tree):
         if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
                 and node.value.id in modules_here and node.attr.startswith("_")
                 and not node.attr.startswith("__")):
             pytest.fail(f"{path}:{node.lineno} reads {node.value.id}.{node.attr}")
+
+
+def is_package(module):
+    spec = importlib.util.find_spec(module)
+    return spec is not None and spec.submodule_search_locations is not None
 
 
 def test_spaces_and_curated_spaces_depend_one_way():

@@ -152,3 +152,35 @@ def test_lightning_cli_builds_the_twin_in_pytorch_lightning():
         "--trainer.strategy.num_workers=2"])
     assert type(cli.trainer.strategy) is twins.RayDDPStrategy
     assert cli.trainer.world_size == 2
+
+
+def test_every_ray_strategy_meets_the_launchers_contract():
+    from lightning_tune import RayHorovodStrategy
+    from lightning_tune import pytorch_lightning as twins
+    from lightning_tune.launchers.contract import RayLaunchedStrategy
+
+    for strategy_cls in (RayDDPStrategy, RayHorovodStrategy, twins.RayDDPStrategy,
+                         twins.RayHorovodStrategy):
+        strategy = strategy_cls(num_workers=2, worker_timeout_s=30.0)
+        assert isinstance(strategy, RayLaunchedStrategy), strategy_cls
+        assert strategy.worker_bundle == {"CPU": 1} and strategy.worker_timeout_s == 30.0
+    assert not isinstance(lightning.pytorch.strategies.DDPStrategy(), RayLaunchedStrategy)
+
+
+def test_copies_and_unpickled_strategies_keep_their_class_whatever_the_caller():
+    import copy
+
+    strategy = RayDDPStrategy.for_tree(LIGHTNING)(num_workers=3)
+    pytorch_lightning_code = {"pl": pytorch_lightning, "copy": copy, "pickle": pickle,
+                              "strategy": strategy}
+    for expression in ("copy.deepcopy(strategy)", "pickle.loads(pickle.dumps(strategy))"):
+        again = eval(expression, pytorch_lightning_code)
+        assert type(again) is RayDDPStrategy and again.num_workers == 3
+
+
+def test_horovod_names_a_keyword_it_does_not_take():
+    from lightning_tune import RayHorovodStrategy
+    from lightning_tune.errors import UnknownArgumentError
+
+    with pytest.raises(UnknownArgumentError, match="'num_cpus_per_worker'. Did you mean cpus_per_worker"):
+        RayHorovodStrategy(num_workers=2, num_cpus_per_worker=2)

@@ -6,7 +6,7 @@ from lightning_tune.launchers.ranks import WorkerHost, assign_ranks
 def test_uneven_interleaved_nodes():
     described = [WorkerHost("nodeA", "10.0.0.1", [], "eth0"), WorkerHost("nodeB", "10.0.0.2", [], "ens5"),
                  WorkerHost("nodeA", "10.0.0.1", [], "eth0"), WorkerHost("nodeA", "10.0.0.1", [], "eth0")]
-    placements, envs = assign_ranks(described, main_port=29500)
+    placements, envs = assign_ranks(described)
     assert [p.global_rank for p in placements] == [0, 1, 2, 3]
     assert [p.node_rank for p in placements] == [0, 1, 0, 0]
     assert [p.local_rank for p in placements] == [0, 0, 1, 2]
@@ -22,6 +22,6 @@ def test_uneven_interleaved_nodes():
 def test_gpus_one_each_and_shared():
     described = [WorkerHost("n", "ip", ["3"], "lo"), WorkerHost("n", "ip", ["1"], "lo"),
                  WorkerHost("m", "ip2", ["0"], "lo"), WorkerHost("m", "ip2", ["0"], "lo")]
-    placements, envs = assign_ranks(described, main_port=1)
+    placements, envs = assign_ranks(described)
     assert [env["CUDA_VISIBLE_DEVICES"] for env in envs] == ["3,1", "3,1", "0", "0"]
     assert [p.gpu_index for p in placements] == [0, 1, 0, 0]
