@@ -141,12 +141,15 @@ def make_scheduler(scheduler: Union[str, TrialScheduler], max_epochs: int,
                          f"TrialScheduler instance, got {scheduler!r}.")
     if scheduler == "fifo":
         return FIFOScheduler()
+    # stop_last_trials=False: a trial that reaches max_epochs ends by itself. Stopped by the
+    # scheduler at that last report instead, it would count as cut short, and its warm
+    # workers would be killed rather than kept for the next trial.
     if scheduler == "asha":
         return ASHAScheduler(time_attr="training_iteration", max_t=max_epochs, grace_period=1,
-                             reduction_factor=2)
+                             reduction_factor=2, stop_last_trials=False)
     if scheduler == "hyperband":
         return HyperBandScheduler(time_attr="training_iteration", max_t=max_epochs,
-                                  reduction_factor=2)
+                                  reduction_factor=2, stop_last_trials=False)
     if scheduler == "median":
         return MedianStoppingRule(time_attr="training_iteration", grace_period=1,
                                   min_samples_required=2)

@@ -54,7 +54,6 @@ def test_two_ddp_trials_keep_their_workers_in_their_own_bundles(ray_cluster, tmp
 
 
 @pytest.mark.parametrize("metrics, expected, metric", [
-    ("val_loss", {"val_loss"}, "val_loss"),
     (["val_loss", "val_acc"], {"val_loss", "val_acc"}, "val_acc"),
     ({"loss": "val_loss", "accuracy": "val_acc"}, {"loss", "accuracy"}, "loss"),
     # every callback metric; train_loss joins from the second epoch's validation on

@@ -60,6 +60,7 @@ def test_callback_arguments_are_checked():
     assert TuneReportCallback(on=["on_train_epoch_end", "validation_end"])._on == [
         "train_epoch_end", "validation_end"]
     assert TuneReportCallback({"loss": "val_loss"})._metrics == {"loss": "val_loss"}
+    assert TuneReportCallback("val_loss")._metrics == {"val_loss": "val_loss"}
 
 
 def test_strategy_arguments_are_checked():

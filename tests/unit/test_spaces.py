@@ -170,6 +170,8 @@ def test_schedulers_by_name():
     assert names == {"fifo": "FIFOScheduler", "asha": "AsyncHyperBandScheduler",
                      "hyperband": "HyperBandScheduler", "median": "MedianStoppingRule",
                      "pbt": "PopulationBasedTraining"}
+    for name in ("asha", "hyperband"):  # a trial at max_epochs ends by itself (warm pool)
+        assert make_scheduler(name, 8, space)._stop_last_trials is False
     pbt = make_scheduler("pbt", 8, load_space("optimizers"))
     assert set(pbt._hyperparam_mutations) == {"optimizer", "lr"}  # not the conditional momentum
     with pytest.raises(ValueError, match="needs search_alg='random'"):
