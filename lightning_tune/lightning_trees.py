@@ -154,3 +154,13 @@ class PerTree:
         if key not in _twins:
             importlib.import_module(_TWINS_MODULE)
         return _twins[key]
+
+    @classmethod
+    def make_for_tree(cls, tree: str, *args: Any, **kwargs: Any) -> Any:
+        """An instance of this class's twin for ``tree``, that tree and no guess.
+
+        (``for_tree(tree)(...)`` on the ``lightning.pytorch`` class still looks at the
+        caller's tree; code that knows the tree, such as the trial runner, makes it here.)
+        """
+        twin = cls.for_tree(tree)
+        return super(TreeTwin, twin).__call__(*args, **kwargs)

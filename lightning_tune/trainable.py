@@ -67,13 +67,13 @@ class TrialRunner:
         start_afresh()  # Tune may have run another trial in this process before
         spec = self.spec
         model, datamodule = spec.routing.build(config)
-        reporter = spec.report_callback or TuneReportCheckpointCallback.for_tree(spec.tree)(
-            on="validation_end")
+        reporter = spec.report_callback or TuneReportCheckpointCallback.make_for_tree(
+            spec.tree, on="validation_end")
         reporter.required_metric = spec.metric
         callbacks: List[Any] = list(spec.callbacks)
         if reporter not in callbacks:
             callbacks.append(reporter)
-        callbacks.append(TrialHyperparameters.for_tree(spec.tree)(config))
+        callbacks.append(TrialHyperparameters.make_for_tree(spec.tree, config))
         trainer = tree_module(spec.tree).Trainer(**self._trainer_arguments(callbacks))
         with _restored_checkpoint(spec.checkpoint_filename) as ckpt_path:
             fit_as_data(trainer, model, datamodule, ckpt_path)
@@ -94,8 +94,8 @@ class TrialRunner:
         if spec.strategy is None:
             return "auto"
         gpus = spec.gpus_per_worker
-        return _STRATEGY_CLASSES[spec.strategy].for_tree(spec.tree)(
-            num_workers=spec.num_workers, cpus_per_worker=spec.cpus_per_worker,
+        return _STRATEGY_CLASSES[spec.strategy].make_for_tree(
+            spec.tree, num_workers=spec.num_workers, cpus_per_worker=spec.cpus_per_worker,
             use_gpu=bool(gpus), resources_per_worker={"GPU": gpus} if gpus else None,
             worker_timeout_s=spec.worker_timeout_s, reuse_workers=spec.reuse_workers)
 

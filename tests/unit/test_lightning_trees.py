@@ -185,3 +185,12 @@ def test_horovod_names_a_keyword_it_does_not_take():
 
     with pytest.raises(UnknownArgumentError, match="'num_cpus_per_worker'. Did you mean cpus_per_worker"):
         RayHorovodStrategy(num_workers=2, num_cpus_per_worker=2)
+
+
+def test_make_for_tree_takes_the_tree_it_is_told_whatever_the_caller():
+    pytorch_lightning_code = {"pl": pytorch_lightning, "RayDDPStrategy": RayDDPStrategy,
+                              "LIGHTNING": LIGHTNING}
+    made = eval("RayDDPStrategy.make_for_tree(LIGHTNING, num_workers=2)", pytorch_lightning_code)
+    assert type(made) is RayDDPStrategy and made.num_workers == 2
+    guessed = eval("RayDDPStrategy(num_workers=2)", pytorch_lightning_code)
+    assert isinstance(guessed, pytorch_lightning.strategies.DDPStrategy)
