@@ -32,7 +32,12 @@ class StallClock:
         self._created = clock()
         self._ready: Dict[int, float] = {}
         self._marks: Dict[int, Tuple[float, Optional[str]]] = {}
+        self._done: set = set()
         self._world_size = world_size
+
+    def done(self, rank: int) -> None:
+        """The rank's trainer function returned: what is left (teardown) is no stall."""
+        self._done.add(rank)
 
     def mark(self, rank: int, step: Optional[str]) -> None:
         """``step``: the hook a rank just entered, or None when it left it."""
@@ -58,6 +63,8 @@ class StallClock:
         everyone_ready = max(self._ready.values())
         late = []
         for rank, (since, step) in self._marks.items():
+            if rank in self._done:
+                continue
             silent = now - max(since, everyone_ready)
             if silent > timeout_s:
                 late.append((step is not None, silent, rank, step))
@@ -81,6 +88,9 @@ class StepMarks:
 
     def leave(self) -> None:
         self._board.mark.remote(self._rank, None)
+
+    def done(self) -> None:
+        self._board.done.remote(self._rank)
 
 
 class Watchdog:

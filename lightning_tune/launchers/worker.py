@@ -61,6 +61,8 @@ class TrainingWorker:
             trainer = function.__self__
             trainer.strategy.enter_worker(placement, context)
             results = function(*args, **kwargs)
+            if context.step_marks is not None:
+                context.step_marks.done()
             output = collect_rank_zero_results(trainer, results, placement.global_rank)
             # after a clean finish only: a failed job's worker is killed, and a collective
             # shutdown here could hold back this rank's error while its peers wait in theirs

@@ -44,3 +44,17 @@ def test_the_rank_inside_a_step_is_blamed_before_its_waiting_peer():
     board.mark(0, None)  # rank 0 finished its step and waits for rank 1 in the next collective
     clock.now += 10
     assert board.stalled(timeout_s=5, setup_timeout_s=600) == (1, 11, "inside training_step")
+
+
+def test_a_rank_whose_training_returned_is_not_judged():
+    clock = FakeClock()
+    board = StallClock(2, clock)
+    board.mark(0, "training_step")
+    board.mark(1, "training_step")
+    board.mark(0, None)
+    board.mark(1, None)
+    board.done(1)  # rank 1 tears down while rank 0 finishes
+    clock.now += 10
+    assert board.stalled(timeout_s=5, setup_timeout_s=600)[0] == 0
+    board.done(0)
+    assert board.stalled(timeout_s=5, setup_timeout_s=600) is None
