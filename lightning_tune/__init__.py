@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from lightning_tune.resources import get_tune_resources
     from lightning_tune.results import TuneLightningResult
     from lightning_tune.spec import TrialSpec
-    from lightning_tune.strategies import RayDDPStrategy, RayHorovodStrategy
+    from lightning_tune.strategies import RayDDPStrategy, RayFSDPStrategy, RayHorovodStrategy
     from lightning_tune.trainable import lightning_trainable
 
 _HOME = {
@@ -30,7 +30,8 @@ _HOME = {
     "TuneReportCallback": "callbacks", "TuneReportCheckpointCallback": "callbacks",
     "LightningTuneError": "errors", "get_tune_resources": "resources",
     "TuneLightningResult": "results", "TrialSpec": "spec",
-    "RayDDPStrategy": "strategies", "RayHorovodStrategy": "strategies",
+    "RayDDPStrategy": "strategies", "RayFSDPStrategy": "strategies",
+    "RayHorovodStrategy": "strategies",
     "lightning_trainable": "trainable",
 }
 __all__ = sorted(_HOME)

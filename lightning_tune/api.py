@@ -85,6 +85,7 @@ def tune_lightning(
     resume: bool = False,
     worker_timeout_s: Optional[float] = None,
     reuse_workers: bool = True,
+    strategy_kwargs: Optional[Dict[str, Any]] = None,
 ) -> TuneLightningResult:
     """Search ``space`` for the best hyperparameters of ``model_cls`` with Ray Tune.
 
@@ -94,7 +95,9 @@ def tune_lightning(
     curated space in ``search_spaces``; each name must be a parameter of ``model_cls`` or of
     the datamodule class. ``search_alg``: "random", "grid", "optuna", "hyperopt" or a Tune
     Searcher; ``scheduler``: "fifo", "asha", "hyperband", "median", "pbt" or a TrialScheduler. With
-    ``strategy="ddp"`` every trial trains on ``num_workers`` Ray actors of its own.
+    ``strategy="ddp"``, ``"fsdp"`` or ``"horovod"`` every trial trains on ``num_workers`` Ray
+    actors of its own; ``strategy_kwargs`` go to that strategy (e.g. FSDP's
+    ``state_dict_type="sharded"``).
     ``reuse_workers`` (Tune's ``reuse_actors``): a finished trial's process, and its worker
     actors, start the next trial of the same shape instead of new ones being started.
     """
@@ -117,7 +120,8 @@ def tune_lightning(
     if tune.Tuner.can_restore(experiment_path):
         if resume:
             return _resume_experiment(experiment_path, callbacks=callbacks,
-                                      datamodule=datamodule, trainer_kwargs=trainer_kwargs)
+                                      datamodule=datamodule, trainer_kwargs=trainer_kwargs,
+                                      strategy_kwargs=strategy_kwargs)
         raise ExperimentExistsError(
             f"An experiment named {name!r} already exists at {experiment_path}. Continue it with "
             f"tune_lightning(..., resume=True) or lightning_tune.resume({experiment_path!r}), or "
@@ -153,18 +157,21 @@ def tune_lightning(
 
 def resume(experiment_path: str, *, resume_errored: bool = False,
            callbacks: Optional[Sequence[Any]] = None, datamodule: Any = None,
-           trainer_kwargs: Optional[Dict[str, Any]] = None) -> TuneLightningResult:
+           trainer_kwargs: Optional[Dict[str, Any]] = None,
+           strategy_kwargs: Optional[Dict[str, Any]] = None) -> TuneLightningResult:
     """Continue an interrupted ``tune_lightning`` experiment from its directory alone.
 
     Finished trials are not run again; trials that were running continue from their last
     checkpoint (their epoch count goes on); errored trials are retried only with
     ``resume_errored=True``. The model and datamodule classes are imported by the names the
     directory recorded. What was not plain data (callbacks, a datamodule instance,
-    trainer_kwargs holding objects) cannot be recorded and must be given again.
+    trainer_kwargs or strategy_kwargs holding objects) cannot be recorded and must be given
+    again.
     """
     experiment_path = os.path.abspath(os.path.expanduser(experiment_path))
     record = read_record(experiment_path)
-    given = {"callbacks": callbacks, "datamodule": datamodule, "trainer_kwargs": trainer_kwargs}
+    given = {"callbacks": callbacks, "datamodule": datamodule, "trainer_kwargs": trainer_kwargs,
+             "strategy_kwargs": strategy_kwargs}
     missing = [name for name in record.must_resupply if given[name] is None]
     if missing:
         raise InvalidArgumentError(

@@ -15,16 +15,19 @@ Nothing here is process-wide state: the launcher gives each rank a :class:`Repor
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import tempfile
+import uuid
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, NamedTuple, Optional
+from typing import Any, Dict, Iterator, List, Mapping, NamedTuple, Optional, Tuple
 
 import ray
 from ray import tune
 
 from lightning_tune.errors import MetricNotReportedError
+from lightning_tune.file_transfer import read_tree, write_tree
 
 
 def in_tune_trial() -> bool:
@@ -34,14 +37,27 @@ def in_tune_trial() -> bool:
     return bool(_in_tune_session())
 
 
+class CheckpointPart(NamedTuple):
+    """One node's share of a checkpoint: its folder, on the trial's node, or its files' bytes."""
+
+    directory: Optional[str] = None
+    # a list so Ray passes the reference through instead of fetching the bytes into the queue
+    files: Tuple[ray.ObjectRef, ...] = ()
+
+
 @dataclass
 class Report:
-    """One result on its way to ``tune.report``: metrics, and checkpoint files (in the object store)."""
+    """One result on its way to ``tune.report``: metrics, and the parts of its checkpoint.
+
+    A checkpoint comes in ``expected_parts`` parts, one per node that holds some of its files
+    (one, rank 0's, unless every rank saved a shard); parts of one checkpoint share its
+    ``key``, the folder name every rank saved into.
+    """
 
     metrics: Dict[str, Any]
-    # a list so Ray passes the reference through instead of fetching the bytes into the queue
-    checkpoint_files: List[ray.ObjectRef] = field(default_factory=list)
-    checkpoint_dir: Optional[str] = None  # instead of the files, on the trial's own node
+    key: str = ""
+    parts: List[CheckpointPart] = field(default_factory=list)
+    expected_parts: int = 0
 
 
 class ReportChannel(NamedTuple):
@@ -53,25 +69,46 @@ class ReportChannel(NamedTuple):
 
 @ray.remote(num_cpus=0)
 class _BridgeQueue:
-    """An asyncio queue; ``put`` returns once the trial process acknowledged the item."""
+    """An asyncio queue of reports; ``put`` (and ``put_part``) return once the trial process
+    acknowledged the report, and ``get`` returns a report once all its parts are in."""
 
     def __init__(self) -> None:
         self._items: asyncio.Queue = asyncio.Queue()
-        self._unacknowledged: Optional[asyncio.Future] = None
+        self._parts: Dict[str, List[CheckpointPart]] = {}
+        self._arrived = asyncio.Condition()
+        self._delivered: Dict[str, asyncio.Future] = {}
+        self._unacknowledged: Optional[str] = None
+
+    def _delivery(self, key: str) -> asyncio.Future:
+        if key not in self._delivered:
+            self._delivered[key] = asyncio.get_running_loop().create_future()
+        return self._delivered[key]
 
     async def put(self, report: Report) -> None:
-        delivered = asyncio.get_running_loop().create_future()
-        await self._items.put((report, delivered))
+        delivered = self._delivery(report.key)
+        await self._items.put(report)
+        await delivered
+
+    async def put_part(self, key: str, part: CheckpointPart) -> None:
+        delivered = self._delivery(key)
+        async with self._arrived:
+            self._parts.setdefault(key, []).append(part)
+            self._arrived.notify_all()
         await delivered
 
     async def get(self) -> Report:
-        report, delivered = await self._items.get()
-        self._unacknowledged = delivered
+        report = await self._items.get()
+        async with self._arrived:
+            await self._arrived.wait_for(
+                lambda: len(report.parts) + len(self._parts.get(report.key, [])) >= report.expected_parts)
+        report.parts = report.parts + self._parts.pop(report.key, [])
+        self._unacknowledged = report.key
         return report
 
     def acknowledge(self) -> None:
-        if self._unacknowledged is not None and not self._unacknowledged.done():
-            self._unacknowledged.set_result(None)
+        delivered = self._delivered.pop(self._unacknowledged, None)
+        if delivered is not None and not delivered.done():
+            delivered.set_result(None)
         self._unacknowledged = None
 
 
@@ -93,14 +130,14 @@ class Bridge:
         return self._next
 
     def deliver(self) -> None:
-        """Pass the report that ``next_report`` resolved to Tune, then release rank 0."""
+        """Pass the report that ``next_report`` resolved to Tune, then release the ranks."""
         report = ray.get(self._next)
         self._next = None
-        if report.checkpoint_dir is not None:
-            report_to_tune(report.metrics, directory=report.checkpoint_dir)
+        if not report.parts:
+            report_to_tune(report.metrics)
         else:
-            report_to_tune(report.metrics, files=ray.get(report.checkpoint_files[0])
-                           if report.checkpoint_files else None)
+            with assembled(report.parts) as directory:
+                report_to_tune(report.metrics, directory=directory)
         self.queue.acknowledge.remote()
 
     def close(self) -> None:
@@ -119,60 +156,62 @@ def check_metric_present(metrics: Mapping[str, Any], required_metric: Optional[s
 
 def report(metrics: Mapping[str, Any], *, checkpoint_dir: Optional[str] = None,
            channel: Optional[ReportChannel] = None, rank: int = 0,
-           required_metric: Optional[str] = None) -> None:
+           required_metric: Optional[str] = None, checkpoint_parts: int = 1) -> None:
     """Send one result to Tune from wherever training runs.
 
     On a worker (``channel`` given) rank 0 sends it over the bridge and other ranks send
     nothing; in a trial process it goes straight to ``tune.report``; elsewhere it is dropped.
     ``required_metric``: checked where the report starts, so a missing metric fails there.
+    ``checkpoint_parts``: how many nodes hold files of the checkpoint (every rank saved a
+    shard into ``checkpoint_dir``); the other nodes send theirs with :func:`send_checkpoint_part`.
     """
     metrics = dict(metrics)
     if channel is not None:
         if rank != 0:
             return
         check_metric_present(metrics, required_metric)
-        if not checkpoint_dir:
-            sent = Report(metrics)
-        elif ray.get_runtime_context().get_node_id() == channel.trial_node_id:
-            sent = Report(metrics, checkpoint_dir=checkpoint_dir)  # the directory outlives the put
-        else:
-            sent = Report(metrics, [ray.put(_read_files(checkpoint_dir))])
+        sent = Report(metrics, key=checkpoint_dir or uuid.uuid4().hex)
+        if checkpoint_dir:
+            sent.parts.append(_part(checkpoint_dir, channel))
+            sent.expected_parts = checkpoint_parts
         ray.get(channel.queue.put.remote(sent))
     elif in_tune_trial():
         check_metric_present(metrics, required_metric)
         report_to_tune(metrics, directory=checkpoint_dir)
 
 
-def report_to_tune(metrics: Dict[str, Any], *, directory: Optional[str] = None,
-                   files: Optional[Dict[str, bytes]] = None) -> None:
-    """``tune.report``, its checkpoint from a directory or from the files' bytes."""
-    if files is not None:
-        directory = tempfile.mkdtemp(prefix="lightning_tune_ckpt_")
-        _write_files(directory, files)
-        owned = True
-    else:
-        owned = False
+def send_checkpoint_part(checkpoint_dir: str, channel: Optional[ReportChannel]) -> None:
+    """From one rank of each node but rank 0's: this node's files of a sharded checkpoint.
+
+    Returns once the checkpoint reached Tune, so the folder may then be removed.
+    """
+    if channel is not None:
+        ray.get(channel.queue.put_part.remote(checkpoint_dir, _part(checkpoint_dir, channel)))
+
+
+def _part(directory: str, channel: ReportChannel) -> CheckpointPart:
+    """This node's files: by path on the trial's node (the folder outlives the put), else bytes."""
+    if ray.get_runtime_context().get_node_id() == channel.trial_node_id:
+        return CheckpointPart(directory=directory)
+    return CheckpointPart(files=(ray.put(read_tree(directory)),))
+
+
+@contextlib.contextmanager
+def assembled(parts: List[CheckpointPart]) -> Iterator[str]:
+    """One folder with every part's files: the trial node's folder, or a new one."""
+    local = next((part.directory for part in parts if part.directory), None)
+    directory = local or tempfile.mkdtemp(prefix="lightning_tune_ckpt_")
     try:
-        checkpoint = tune.Checkpoint.from_directory(directory) if directory else None
-        tune.report(metrics, checkpoint=checkpoint)  # persists the checkpoint before returning
+        for part in parts:
+            if part.files:
+                write_tree(directory, ray.get(part.files[0]))
+        yield directory
     finally:
-        if owned:
+        if local is None:
             shutil.rmtree(directory, ignore_errors=True)
 
 
-def _read_files(directory: str) -> Dict[str, bytes]:
-    files = {}
-    for root, _, names in os.walk(directory):
-        for name in names:
-            path = os.path.join(root, name)
-            with open(path, "rb") as handle:
-                files[os.path.relpath(path, directory)] = handle.read()
-    return files
-
-
-def _write_files(directory: str, files: Dict[str, bytes]) -> None:
-    for relative, data in files.items():
-        path = os.path.join(directory, relative)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "wb") as handle:
-            handle.write(data)
+def report_to_tune(metrics: Dict[str, Any], *, directory: Optional[str] = None) -> None:
+    """``tune.report``, with a checkpoint of ``directory`` if given."""
+    checkpoint = tune.Checkpoint.from_directory(directory) if directory else None
+    tune.report(metrics, checkpoint=checkpoint)  # persists the checkpoint before returning

@@ -91,10 +91,11 @@ class TuneReportBase(PerTree):
         self._report(trainer, self._collect(trainer))
 
     def _report(self, trainer: Any, metrics: Dict[str, Any],
-                checkpoint_dir: Optional[str] = None) -> None:
+                checkpoint_dir: Optional[str] = None, checkpoint_parts: int = 1) -> None:
         bridge.report(metrics, checkpoint_dir=checkpoint_dir,
                       channel=getattr(trainer.strategy, "report_channel", None),
-                      rank=trainer.global_rank, required_metric=self.required_metric)
+                      rank=trainer.global_rank, required_metric=self.required_metric,
+                      checkpoint_parts=checkpoint_parts)
 
 
 def _make_hook(hook: str):
@@ -144,12 +145,25 @@ class TuneReportCheckpointCallbackImpl(TuneReportBase):
         if not self._save_checkpoints:
             super()._report(trainer, metrics)
             return
-        directory = tempfile.mkdtemp(prefix="lightning_tune_save_")
+        # one folder name for all ranks: FSDP's sharded save writes every rank's shard into
+        # rank 0's path (on each node, the folder of that name there)
+        own = tempfile.mkdtemp(prefix="lightning_tune_save_")
+        directory = trainer.strategy.broadcast(own)
+        if directory != own:
+            os.rmdir(own)
+        os.makedirs(directory, exist_ok=True)
         try:
-            trainer.save_checkpoint(os.path.join(directory, self._filename), weights_only=False)
-            super()._report(trainer, metrics, checkpoint_dir=directory)
+            path = os.path.join(directory, self._filename)
+            trainer.save_checkpoint(path, weights_only=False)
+            sharded = os.path.isdir(path)  # a folder of shards, one file per rank
+            if trainer.global_rank == 0:
+                super()._report(trainer, metrics, checkpoint_dir=directory,
+                                checkpoint_parts=trainer.num_nodes if sharded else 1)
+            elif sharded and trainer.local_rank == 0:  # this node's shards, for rank 0's report
+                bridge.send_checkpoint_part(directory, getattr(trainer.strategy, "report_channel", None))
         finally:
-            shutil.rmtree(directory, ignore_errors=True)
+            if trainer.local_rank == 0:  # its report has reached Tune (the others' did not wait)
+                shutil.rmtree(directory, ignore_errors=True)
 
 
 class TrialHyperparametersImpl(PerTree):

@@ -8,6 +8,8 @@ a search is a bug (ours or the model's) and keeps its own type and traceback.
 
 from __future__ import annotations
 
+import pickle
+
 
 class LightningTuneError(Exception):
     """Root of every exception lightning-tune raises on purpose."""
@@ -61,6 +63,10 @@ class MetricNotReportedError(LightningTuneError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the whole message
         return str(self.args[0])
+
+
+class UnsafeCheckpointError(LightningTuneError, pickle.UnpicklingError):
+    """A checkpoint holds more than data (code it would run on load); it is not loaded."""
 
 
 class WorkerError(LightningTuneError, RuntimeError):

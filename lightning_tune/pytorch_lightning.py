@@ -21,9 +21,10 @@ from lightning_tune.callbacks import (TrialHyperparametersImpl, TuneReportCallba
                                       TuneReportCheckpointCallbackImpl)
 from lightning_tune.lightning_trees import PYTORCH_LIGHTNING, TreeTwin
 from lightning_tune.strategies.ddp import RayDDPStrategyImpl
+from lightning_tune.strategies.fsdp import RayFSDPStrategyImpl
 from lightning_tune.strategies.horovod import RayHorovodStrategyImpl
 
-__all__ = ["RayDDPStrategy", "RayHorovodStrategy", "TuneReportCallback",
+__all__ = ["RayDDPStrategy", "RayFSDPStrategy", "RayHorovodStrategy", "TuneReportCallback",
            "TuneReportCheckpointCallback"]
 
 
@@ -31,6 +32,12 @@ class RayDDPStrategy(RayDDPStrategyImpl, pl.strategies.DDPStrategy, metaclass=Tr
     __doc__ = RayDDPStrategyImpl.__doc__
     lightning_tree = PYTORCH_LIGHTNING
     family = "RayDDPStrategy"
+
+
+class RayFSDPStrategy(RayFSDPStrategyImpl, pl.strategies.FSDPStrategy, metaclass=TreeTwin):
+    __doc__ = RayFSDPStrategyImpl.__doc__
+    lightning_tree = PYTORCH_LIGHTNING
+    family = "RayFSDPStrategy"
 
 
 class RayHorovodStrategy(RayHorovodStrategyImpl, pl.strategies.ParallelStrategy,

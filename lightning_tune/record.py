@@ -71,7 +71,7 @@ class ExperimentRecord:
         return import_class(self.datamodule_path, "datamodule class") if self.datamodule_path else None
 
     def trial_spec(self, **objects: Any) -> TrialSpec:
-        """The spec to continue with; ``objects``: datamodule, callbacks, trainer_kwargs given again."""
+        """The spec to continue with; ``objects``: what ``must_resupply`` names, given again."""
         objects["datamodule"] = objects.get("datamodule") or self.datamodule_cls()
         return TrialSpec.from_record(self.settings, self.model_cls(), **objects)
 

@@ -12,6 +12,7 @@ from ray import tune
 from ray.tune import ResultGrid
 
 from lightning_tune.errors import InvalidArgumentError
+from lightning_tune.sharded_checkpoints import is_sharded_checkpoint, load_model_weights
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -23,11 +24,14 @@ def best_of(values: pd.Series, mode: str) -> Any:
 
 
 def trial_id_of(trial: Any) -> Optional[str]:
-    """A Tune result's trial id: from its last metrics, else from its reported rows."""
-    trial_id = (trial.metrics or {}).get("trial_id")
+    """A Tune result's trial id: from its own reported rows, else from its last metrics.
+
+    (After a PBT exploit at the last report, the last metrics are the donor's, id included.)
+    """
     history = trial.metrics_dataframe
-    if trial_id is None and history is not None and "trial_id" in history and len(history):
-        trial_id = history["trial_id"].iloc[0]
+    if history is not None and "trial_id" in history and len(history):
+        return str(history["trial_id"].iloc[-1])
+    trial_id = (trial.metrics or {}).get("trial_id")
     return None if trial_id is None else str(trial_id)
 
 
@@ -108,14 +112,14 @@ class TuneLightningResult:
         which Tune's own dataframe leaves out.
         """
         frame = self.result_grid.get_dataframe()
-        unreported = [{"trial_id": (result.metrics or {}).get("trial_id"),
+        unreported = [{"trial_id": trial_id_of(result),
                        **{f"config/{key}": value for key, value in _config_of(result).items()}}
                       for result in self.result_grid
                       if result.metrics_dataframe is None or result.metrics_dataframe.empty]
         if unreported:
             frame = pd.concat([frame, pd.DataFrame(unreported)], ignore_index=True)
         frame = frame.rename(columns={f"config/{name}": name for name in self.searched})
-        statuses = {(result.metrics or {}).get("trial_id"): "ERROR" if result.error else "TERMINATED"
+        statuses = {trial_id_of(result): "ERROR" if result.error else "TERMINATED"
                     for result in self.result_grid}
         if "trial_id" in frame:
             frame.insert(1, "status", [statuses.get(trial_id, "") for trial_id in frame["trial_id"]])
@@ -124,7 +128,11 @@ class TuneLightningResult:
         return frame[leading + [c for c in frame.columns if c not in leading]]
 
     def load_best_model(self) -> Any:
-        """The model class built from the best config, with the best checkpoint's weights."""
+        """The model class built from the best config, with the best checkpoint's weights.
+
+        A sharded checkpoint (FSDP's ``state_dict_type="sharded"``) is consolidated here, in
+        this process; every checkpoint is read as data only.
+        """
         if self.best_checkpoint is None or self.checkpoint_filename is None:
             raise InvalidArgumentError(
                 "The best trial saved no checkpoint (it was reported with TuneReportCallback, "
@@ -137,8 +145,11 @@ class TuneLightningResult:
                     f"The best checkpoint {self.best_checkpoint.path} holds no file "
                     f"{self.checkpoint_filename!r} (it holds {sorted(os.listdir(directory))}).")
             # as data only: a tampered checkpoint fails to load instead of running code
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        model.load_state_dict(state["state_dict"])
+            if is_sharded_checkpoint(path):  # FSDP's folder of shards, consolidated here
+                weights = load_model_weights(path)
+            else:
+                weights = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+        model.load_state_dict(weights)
         model.eval()
         return model
 

@@ -19,7 +19,7 @@ from lightning_tune.lightning_trees import tree_module, tree_of
 from lightning_tune.resources import check_worker_options, check_worker_shape, get_tune_resources
 from lightning_tune.routing import ConfigRouting
 
-STRATEGIES = (None, "ddp", "horovod")
+STRATEGIES = (None, "ddp", "fsdp", "horovod")
 DEFAULT_CHECKPOINT_FILENAME = "checkpoint"
 # Trainer arguments the spec sets from its own fields, and which field to use instead.
 _RESERVED_TRAINER_KWARGS = {"max_epochs": "max_epochs", "strategy": "strategy",
@@ -27,6 +27,9 @@ _RESERVED_TRAINER_KWARGS = {"max_epochs": "max_epochs", "strategy": "strategy",
                             "devices": "num_workers / gpus_per_worker"}
 # Fields that are objects, not settings: recorded by class path, or re-supplied on resume.
 _NOT_RECORDED = ("model_cls", "datamodule", "callbacks")
+# Fields recorded when they are plain data, else re-supplied (they hold objects, e.g. FSDP's
+# auto_wrap_policy or MixedPrecision).
+_RESUPPLIED_IF_OBJECTS = ("trainer_kwargs", "strategy_kwargs")
 
 
 @dataclass(frozen=True)
@@ -46,10 +49,12 @@ class TrialSpec:
     callbacks: Tuple[Any, ...] = ()
     worker_timeout_s: Optional[float] = None
     reuse_workers: bool = True
+    strategy_kwargs: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "trainer_kwargs", dict(self.trainer_kwargs or {}))
         object.__setattr__(self, "callbacks", tuple(self.callbacks or ()))
+        object.__setattr__(self, "strategy_kwargs", dict(self.strategy_kwargs or {}))
         _check_model_class(self.model_cls)
         _check_datamodule(self.datamodule)
         if not isinstance(self.metric, str) or not self.metric:
@@ -70,6 +75,7 @@ class TrialSpec:
             import_horovod()  # a missing Horovod is reported here, before Ray starts
         check_worker_shape(self.num_workers, self.cpus_per_worker, self.gpus_per_worker)
         check_worker_options(self.worker_timeout_s, self.reuse_workers)
+        self._check_strategy_kwargs()
         for key, instead in _RESERVED_TRAINER_KWARGS.items():
             if key in self.trainer_kwargs:
                 raise InvalidArgumentError(
@@ -79,6 +85,30 @@ class TrialSpec:
             raise InvalidArgumentError(
                 f"callbacks holds {len(reporters)} Tune report callbacks; pass one (it decides "
                 "what each trial reports).")
+
+    def _check_strategy_kwargs(self) -> None:
+        """Build the trials' strategy once, here: its own checks run before Ray starts."""
+        if self.strategy is None:
+            if self.strategy_kwargs:
+                raise InvalidArgumentError(
+                    "strategy_kwargs are options of a Ray strategy: pass strategy='ddp', "
+                    "'fsdp' or 'horovod' with them, or leave strategy_kwargs out.")
+            return
+        from lightning_tune.errors import LightningTuneError
+        from lightning_tune.strategies import make_strategy
+
+        try:
+            make_strategy(self.strategy, tree=self.tree, num_workers=self.num_workers,
+                          cpus_per_worker=self.cpus_per_worker,
+                          gpus_per_worker=self.gpus_per_worker,
+                          worker_timeout_s=self.worker_timeout_s,
+                          reuse_workers=self.reuse_workers, strategy_kwargs=self.strategy_kwargs)
+        except LightningTuneError:
+            raise
+        except (TypeError, ValueError, RuntimeError) as error:  # the Lightning strategy's own
+            raise InvalidArgumentError(
+                f"strategy={self.strategy!r} refused strategy_kwargs={self.strategy_kwargs!r}: "
+                f"{error}") from error
 
     @classmethod
     def from_arguments(cls, arguments: Mapping[str, Any]) -> "TrialSpec":
@@ -129,8 +159,9 @@ class TrialSpec:
                     for spec_field in dataclasses.fields(self)
                     if spec_field.name not in _NOT_RECORDED}
         settings["checkpoint_filename"] = self.checkpoint_filename
-        if not _is_plain(settings["trainer_kwargs"]):
-            settings["trainer_kwargs"] = None
+        for name in _RESUPPLIED_IF_OBJECTS:
+            if not _is_plain(settings[name]):
+                settings[name] = None
         return settings
 
     def must_resupply(self) -> List[str]:
@@ -138,8 +169,7 @@ class TrialSpec:
         missing = []
         if self.datamodule is not None and not isinstance(self.datamodule, type):
             missing.append("datamodule")
-        if not _is_plain(self.trainer_kwargs):
-            missing.append("trainer_kwargs")
+        missing += [name for name in _RESUPPLIED_IF_OBJECTS if not _is_plain(getattr(self, name))]
         if self.callbacks:
             missing.append("callbacks")
         return missing
@@ -148,7 +178,8 @@ class TrialSpec:
     def from_record(cls, settings: Mapping[str, Any], model_cls: type, **objects: Any) -> "TrialSpec":
         """The spec a record describes; settings it lacks (older records) take their defaults.
 
-        ``objects``: ``datamodule``, ``callbacks`` and ``trainer_kwargs`` given again (None:
+        ``objects``: ``datamodule``, ``callbacks``, ``trainer_kwargs`` and ``strategy_kwargs``
+        given again (None:
         use the recorded one, if any).
         """
         names = {spec_field.name for spec_field in dataclasses.fields(cls)}

@@ -19,9 +19,7 @@ from lightning_tune.callbacks import (TrialHyperparameters, TuneReportCheckpoint
 from lightning_tune.lightning_trees import tree_module
 from lightning_tune.process_state import start_afresh
 from lightning_tune.spec import TrialSpec
-from lightning_tune.strategies import RayDDPStrategy, RayHorovodStrategy
-
-_STRATEGY_CLASSES = {"ddp": RayDDPStrategy, "horovod": RayHorovodStrategy}
+from lightning_tune.strategies import make_strategy
 
 
 def lightning_trainable(model_cls: type, *, datamodule: Any = None, metric: str = "val_loss",
@@ -31,12 +29,13 @@ def lightning_trainable(model_cls: type, *, datamodule: Any = None, metric: str 
                         trainer_kwargs: Optional[Dict[str, Any]] = None,
                         callbacks: Optional[Sequence[Any]] = None,
                         worker_timeout_s: Optional[float] = None,
-                        reuse_workers: bool = True) -> Callable[[dict], None]:
+                        reuse_workers: bool = True,
+                        strategy_kwargs: Optional[Dict[str, Any]] = None) -> Callable[[dict], None]:
     """A Tune function trainable, resources attached, that trains ``model_cls`` on a config.
 
     Each trial builds the model (and the datamodule, if a class) from its config, trains it
-    with a fresh Trainer (``strategy="ddp"`` or ``"horovod"``: ``num_workers`` Ray actors in
-    the trial's own bundles) and reports every validation epoch with a checkpoint. A
+    with a fresh Trainer (``strategy="ddp"``, ``"fsdp"`` or ``"horovod"``: ``num_workers`` Ray
+    actors in the trial's own bundles; ``strategy_kwargs`` go to that strategy) and reports every validation epoch with a checkpoint. A
     restarted trial resumes from its last checkpoint with its epoch count intact.
     ``worker_timeout_s`` ends a trial whose rank makes no progress for that long (see
     :class:`~lightning_tune.RayDDPStrategy`). ``reuse_workers``: a trial process that Tune
@@ -93,11 +92,12 @@ class TrialRunner:
         spec = self.spec
         if spec.strategy is None:
             return "auto"
-        gpus = spec.gpus_per_worker
-        return _STRATEGY_CLASSES[spec.strategy].make_for_tree(
-            spec.tree, num_workers=spec.num_workers, cpus_per_worker=spec.cpus_per_worker,
-            use_gpu=bool(gpus), resources_per_worker={"GPU": gpus} if gpus else None,
-            worker_timeout_s=spec.worker_timeout_s, reuse_workers=spec.reuse_workers)
+        return make_strategy(spec.strategy, tree=spec.tree, num_workers=spec.num_workers,
+                             cpus_per_worker=spec.cpus_per_worker,
+                             gpus_per_worker=spec.gpus_per_worker,
+                             worker_timeout_s=spec.worker_timeout_s,
+                             reuse_workers=spec.reuse_workers,
+                             strategy_kwargs=spec.strategy_kwargs)
 
 
 def fit_as_data(trainer: Any, model: Any, datamodule: Any, ckpt_path: Optional[str]) -> None:

@@ -44,7 +44,7 @@ class RecordingClassifier(DigitsClassifier):
             "node_rank": self.trainer.node_rank, "world_size": self.trainer.world_size,
             "backend": dist.get_backend() if dist.is_initialized() else None,
             "env_rank": os.environ.get("RANK"), "node_id": ray.get_runtime_context().get_node_id(),
-            "num_nodes": self.trainer.num_nodes,
+            "num_nodes": self.trainer.num_nodes, "device": str(self.device),
         }
         self._write("fit", record)
 
@@ -295,3 +295,22 @@ class LeakyClassifier(DigitsClassifier):
         os.environ["LIGHTNING_TUNE_TEST_LEFT"] = str(self.trial_tag)
         pl.seed_everything(1234 + self.trial_tag)
         dist.new_group([0, 1])
+
+
+class ShardRecordingClassifier(FailOnceClassifier):
+    """Notes, per rank at the end of training, how many parameter elements the rank holds
+    (its FSDP shards); fails once like FailOnceClassifier
+    (``marker_path`` empty: never)."""
+
+    def __init__(self, record_dir: str, marker_path: str = "", fail_at_epoch: int = 1, **kwargs):
+        super().__init__(marker_path=marker_path or os.path.join(record_dir, "never"),
+                         fail_at_epoch=fail_at_epoch if marker_path else -1, **kwargs)
+        self.record_dir = record_dir
+
+    def on_train_end(self):
+        strategy = self.trainer.strategy
+        record = {"global_rank": self.global_rank, "world_size": self.trainer.world_size,
+                  "local_parameters": strategy.local_parameter_count()}
+        with open(os.path.join(self.record_dir, f"shards_{self.global_rank}_{os.getpid()}.json"),
+                  "w") as handle:
+            json.dump(record, handle)

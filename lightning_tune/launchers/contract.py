@@ -11,14 +11,16 @@ names below, in the order the launcher uses them:
    variables for each rank;
 3. in each worker, after the job is unpickled, ``enter_worker`` gives the strategy its
    placement and its :class:`WorkerContext`; then the trainer function runs;
-4. in each worker whose job finished cleanly, ``leave_worker`` releases the backend (so a
+4. in each worker, after a fit, every rank calls ``weights_for_driver``; rank 0's result
+   becomes the driver's model weights;
+5. in each worker whose job finished cleanly, ``leave_worker`` releases the backend (so a
    parked worker can join another group);
-5. on the driver, ``stop_backend`` releases what ``start_backend`` started, whatever happened.
+6. on the driver, ``stop_backend`` releases what ``start_backend`` started, whatever happened.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Dict, List, NamedTuple, Optional, Protocol, runtime_checkable
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Protocol, runtime_checkable
 
 from lightning_tune.bridge import ReportChannel
 from lightning_tune.launchers.ranks import WorkerHost, WorkerPlacement
@@ -49,6 +51,9 @@ class RayLaunchedStrategy(Protocol):
 
     def enter_worker(self, placement: WorkerPlacement, context: WorkerContext) -> None:
         """In the worker, after unpickling: take this rank's place, device and context."""
+
+    def weights_for_driver(self) -> Dict[str, Any]:
+        """In every worker after a fit (collective): the whole model's state dict (rank 0's is used)."""
 
     def leave_worker(self) -> None:
         """In the worker, after a clean finish: release the backend's process group."""

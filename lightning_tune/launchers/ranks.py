@@ -20,6 +20,7 @@ class WorkerPlacement:
     node_rank: int
     num_nodes: int
     gpu_index: Optional[int] = None  # index into the node's CUDA_VISIBLE_DEVICES
+    shares_gpu: bool = False  # another rank trains on the same GPU (fractional GPUs)
 
 
 class WorkerHost(NamedTuple):
@@ -66,7 +67,9 @@ def assign_ranks(described: List[WorkerHost]
             global_rank=rank, world_size=len(described), local_rank=on_node.index(rank),
             local_world_size=len(on_node), node_rank=node_ids.index(node_id),
             num_nodes=len(node_ids),
-            gpu_index=node_gpus[node_id].index(gpus[0]) if gpus else None)
+            gpu_index=node_gpus[node_id].index(gpus[0]) if gpus else None,
+            shares_gpu=bool(gpus) and sum(1 for other in described if other.node_id == node_id
+                                          and other.gpu_ids[:1] == gpus[:1]) > 1)
         env = {
             "MASTER_ADDR": main_address,
             "WORLD_SIZE": str(placement.world_size), "RANK": str(rank),

@@ -9,7 +9,8 @@ a stalled rank; then the workers go back to the pool (a clean finish in a Tune t
 ``reuse_workers``) or are killed (everything else, failures always).
 
 The parts live beside this module: ``ranks`` (who is which rank), ``worker`` (the actor and
-what it sends back), ``pickling``, ``warm_pool``, ``watchdog``; ``contract`` is what a
+what it sends back), ``restore`` (the checkpoint a job resumes from, on every node),
+``pickling``, ``warm_pool``, ``watchdog``; ``contract`` is what a
 strategy offers the launcher.
 """
 
@@ -29,6 +30,7 @@ from lightning_tune.errors import TrialShapeError, WorkerError
 from lightning_tune.launchers.contract import RayLaunchedStrategy, WorkerContext
 from lightning_tune.launchers.pickling import serialize_for_workers
 from lightning_tune.launchers.ranks import WorkerHost, assign_ranks
+from lightning_tune.launchers.restore import files_for_other_nodes, restore_path
 from lightning_tune.launchers.warm_pool import WARM_POOL, ParkedWorkers, pool_key
 from lightning_tune.launchers.watchdog import Watchdog
 from lightning_tune.launchers.worker import TrainingWorker, WorkerOutput, recover_results_in_driver
@@ -78,10 +80,12 @@ class RayLauncher:
                 env.update(backend_env)
             payload_ref = ray.put(payload)
             channel = bridge.channel() if bridge else None
+            restore = files_for_other_nodes(restore_path(function, args, kwargs),
+                                            [host.node_id for host in hosts])
             running = {
                 worker.run.remote(payload_ref, placement, env,
                                   WorkerContext(channel, watchdog.marks_for(rank) if watchdog else None),
-                                  strategy.init_hook): rank
+                                  strategy.init_hook, restore): rank
                 for rank, (worker, placement, env) in enumerate(zip(self._workers, placements, envs))
             }
             output = self._wait_for_workers(running, bridge, watchdog)

@@ -15,6 +15,7 @@ from lightning_utilities.core.apply_func import apply_to_collection
 
 from lightning_tune.launchers.contract import WorkerContext
 from lightning_tune.launchers.ranks import WorkerHost, WorkerPlacement, interface_of
+from lightning_tune.launchers.restore import RestoreFiles, materialize, remove_materialized
 from lightning_tune.process_state import release_leftovers, start_afresh
 
 
@@ -51,9 +52,11 @@ class TrainingWorker:
                           [str(gpu) for gpu in ray.get_gpu_ids()], interface)
 
     def run(self, payload: bytes, placement: WorkerPlacement, env: Dict[str, str],
-            context: WorkerContext, init_hook: Optional[Callable[[], None]]) -> Optional[WorkerOutput]:
+            context: WorkerContext, init_hook: Optional[Callable[[], None]],
+            restore: Optional[RestoreFiles] = None) -> Optional[WorkerOutput]:
         start_afresh(self._environ)
         os.environ.update(env)
+        created = materialize(restore)  # the checkpoint to resume from, if not on this node
         try:
             if init_hook is not None:
                 init_hook()
@@ -69,6 +72,7 @@ class TrainingWorker:
             trainer.strategy.leave_worker()
             return output
         finally:
+            remove_materialized(created)
             release_leftovers()
 
 
@@ -78,8 +82,8 @@ def _to_cpu(data: Any) -> Any:
 
 def collect_rank_zero_results(trainer: Any, results: Any, rank: int) -> Optional[WorkerOutput]:
     fitting = trainer.state.fn is not None and trainer.state.fn.value == "fit"
-    # every rank computes the state dict: metric states may synchronise across ranks
-    weights = trainer.lightning_module.state_dict() if fitting else None
+    # every rank takes part: metric states may synchronise, shards are gathered
+    weights = trainer.strategy.weights_for_driver() if fitting else None
     if rank != 0:
         return None
     connector = trainer._logger_connector

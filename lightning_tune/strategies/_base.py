@@ -86,6 +86,9 @@ class RayStrategyBase(PerTree):
                             else accelerators.CPUAccelerator())
         self.set_world_ranks()
 
+    def weights_for_driver(self) -> Dict[str, Any]:
+        return self.lightning_module.state_dict()
+
     def leave_worker(self) -> None:
         import torch.distributed as dist
 
@@ -165,7 +168,19 @@ class TorchProcessGroupMixin:
             self._rendezvous.close()
             self._rendezvous = None
 
-    def setup_distributed(self) -> None:
+    def setup_environment(self) -> None:
+        self.join_process_group()  # before Lightning's own set-up, which then finds the group
+        super().setup_environment()
+
+    def _get_process_group_backend(self) -> str:
+        backend = super()._get_process_group_backend()
+        if backend == "nccl" and not self._process_group_backend and self.placement is not None \
+                and self.placement.shares_gpu:
+            return "gloo"  # NCCL refuses two ranks on one GPU; gloo reduces CUDA tensors too
+        return backend
+
+    def join_process_group(self) -> None:
+        """Join this rank's process group through the trial's rendezvous (once)."""
         import os
 
         import torch.distributed as dist
@@ -173,14 +188,19 @@ class TorchProcessGroupMixin:
         from lightning_tune.rendezvous import RENDEZVOUS_VARIABLE, open_store
 
         address = os.environ.get(RENDEZVOUS_VARIABLE)
-        if self.placement is not None and address and not dist.is_initialized():
-            # Lightning's own set-up skips init_process_group when a group exists already
-            self.set_world_ranks()
-            store = open_store(address, self.placement.world_size, self._timeout.total_seconds())
-            dist.init_process_group(self._get_process_group_backend(), store=store,
-                                    rank=self.placement.global_rank,
-                                    world_size=self.placement.world_size, timeout=self._timeout)
-        super().setup_distributed()
+        if self.placement is None or not address or dist.is_initialized():
+            return
+        self.set_world_ranks()
+        device = self.root_device
+        options = {}
+        if device.type == "cuda":  # NCCL binds to the device this rank trains on
+            torch.cuda.set_device(device)
+            options["device_id"] = device
+        store = open_store(address, self.placement.world_size, self._timeout.total_seconds())
+        dist.init_process_group(self._get_process_group_backend(), store=store,
+                                rank=self.placement.global_rank,
+                                world_size=self.placement.world_size, timeout=self._timeout,
+                                **options)
 
     def __getstate__(self) -> dict:
         state = dict(super().__getstate__())

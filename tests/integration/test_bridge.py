@@ -26,11 +26,11 @@ def test_a_checkpoint_reaches_the_trial_whole(ray_cluster, tmp_path, monkeypatch
     (checkpoint_dir / "sub" / "extra.txt").write_text("extra")
     received = {}
 
-    def capture(metrics, *, directory=None, files=None):
-        received.update(metrics=metrics, directory=directory, files=files)
-        if directory is not None:  # the trial reads it while the worker still waits
-            received["read"] = {name: open(os.path.join(directory, name), "rb").read()
-                                for name in ("checkpoint", os.path.join("sub", "extra.txt"))}
+    def capture(metrics, *, directory=None):
+        # the trial reads the checkpoint while the worker still waits
+        received.update(metrics=metrics, directory=directory,
+                        read={name: open(os.path.join(directory, name), "rb").read()
+                              for name in ("checkpoint", os.path.join("sub", "extra.txt"))})
 
     monkeypatch.setattr(bridge_module, "report_to_tune", capture)
     bridge = bridge_module.Bridge()
@@ -48,8 +48,9 @@ def test_a_checkpoint_reaches_the_trial_whole(ray_cluster, tmp_path, monkeypatch
     expected = {"checkpoint": (checkpoint_dir / "checkpoint").read_bytes(),
                 os.path.join("sub", "extra.txt"): b"extra"}
     assert received["metrics"] == {"val_loss": 0.5}
-    if same_node:
-        assert received["directory"] == str(checkpoint_dir) and received["files"] is None
-        assert received["read"] == expected
-    else:
-        assert received["directory"] is None and received["files"] == expected
+    assert received["read"] == expected
+    # on the trial's node the worker's own folder is read; from elsewhere its bytes are
+    # written to a folder of the trial process, removed once Tune has the checkpoint
+    assert (received["directory"] == str(checkpoint_dir)) is same_node
+    if not same_node:
+        assert not os.path.exists(received["directory"])

@@ -19,8 +19,10 @@ from ray.cluster_utils import Cluster
 from ray.tune import PlacementGroupFactory
 
 from lightning_tune import lightning_trainable, tune_lightning
+from lightning_tune.sharded_checkpoints import load_model_weights
 from tests.conftest import alive_actors
-from tests.models import DigitsDataModule, NodeRecordingClassifier, RecordingClassifier
+from tests.models import (DigitsDataModule, NodeRecordingClassifier, RecordingClassifier,
+                          ShardRecordingClassifier)
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -62,14 +64,14 @@ def trainable_noting_checkpoint_routes(trainable, routes_file):
     def train(config):
         from lightning_tune import bridge
 
-        deliver = bridge.report_to_tune
+        assemble = bridge.assembled
 
-        def noting(metrics, *, directory=None, files=None):
+        def noting(parts):
             with open(routes_file, "a") as handle:
-                handle.write("bytes\n" if files is not None else "path\n")
-            deliver(metrics, directory=directory, files=files)
+                handle.write("bytes\n" if any(part.files for part in parts) else "path\n")
+            return assemble(parts)
 
-        bridge.report_to_tune = noting
+        bridge.assembled = noting
         trainable(config)
 
     return train
@@ -100,6 +102,39 @@ def test_a_checkpoint_from_a_rank_on_another_node_travels_as_bytes(joined, tmp_p
     with result.checkpoint.as_directory() as directory:
         state = torch.load(os.path.join(directory, "checkpoint"), weights_only=True)
     assert state["epoch"] == 1 and state["state_dict"]  # the whole Lightning checkpoint arrived
+
+
+def test_a_sharded_checkpoint_gathers_the_shards_of_both_nodes(joined, tmp_path):
+    """FSDP, rank 0 on the second node and rank 1 on the head beside the trial process: each
+    node's shard reaches the trial (the second node's as bytes), as one folder that a
+    restarted trial resumes from and that loads as one model."""
+    cluster, second = joined
+    record_dir = tmp_path / "records"
+    record_dir.mkdir()
+    routes = tmp_path / "routes.txt"
+    trainable = lightning_trainable(
+        ShardRecordingClassifier, datamodule=DigitsDataModule, max_epochs=2, strategy="fsdp",
+        num_workers=2, strategy_kwargs={"state_dict_type": "sharded"})
+    trainable = tune.with_resources(
+        trainable_noting_checkpoint_routes(trainable, str(routes)), PlacementGroupFactory(
+            [{"CPU": 0.01, "head_node": 0.01}, {"CPU": 1, "second_node": 1},
+             {"CPU": 1, "head_node": 0.5}]))
+    marker = tmp_path / "failed_once"
+    grid = tune.Tuner(trainable, param_space={
+        "record_dir": str(record_dir), "marker_path": str(marker), "fail_at_epoch": 1, "lr": 1e-2},
+        run_config=tune.RunConfig(storage_path=str(tmp_path), name="shards_apart", verbose=0,
+                                  failure_config=tune.FailureConfig(max_failures=1))).fit()
+    result = grid[0]
+    assert result.error is None and marker.exists()
+    assert list(result.metrics_dataframe["epoch_seen"]) == [0.0, 1.0]
+    assert result.metrics_dataframe["first_epoch_here"].max() == 1  # resumed from the shards
+    assert set(routes.read_text().split()) == {"bytes"}
+    with result.checkpoint.as_directory() as directory:
+        folder = os.path.join(directory, "checkpoint")
+        assert {"__0_0.distcp", "__1_0.distcp", ".metadata", "meta.pt"} <= set(os.listdir(folder))
+        weights = load_model_weights(folder)
+    assert weights["net.0.weight"].shape == (64, 64)
+    assert alive_actors("TrainingWorker") == []
 
 
 def test_workers_spanning_both_nodes_get_node_and_local_ranks(joined, tmp_path):

@@ -155,13 +155,27 @@ def test_lightning_cli_builds_the_twin_in_pytorch_lightning():
     assert cli.trainer.world_size == 2
 
 
+def test_lightning_cli_builds_the_fsdp_strategy_with_its_options():
+    from lightning_tune import RayFSDPStrategy
+    from lightning_tune.examples import DigitsClassifier, DigitsDataModule
+
+    cli = _lightning_cli(lightning.pytorch, (DigitsClassifier, DigitsDataModule), [
+        "--trainer.strategy=lightning_tune.RayFSDPStrategy", "--trainer.strategy.num_workers=2",
+        "--trainer.strategy.state_dict_type=sharded",
+        "--trainer.strategy.sharding_strategy=SHARD_GRAD_OP"])
+    strategy = cli.trainer.strategy
+    assert type(strategy) is RayFSDPStrategy
+    assert strategy.state_dict_type == "sharded" and strategy.sharding_strategy.name == "SHARD_GRAD_OP"
+    assert cli.trainer.world_size == 2
+
+
 def test_every_ray_strategy_meets_the_launchers_contract():
-    from lightning_tune import RayHorovodStrategy
+    from lightning_tune import RayFSDPStrategy, RayHorovodStrategy
     from lightning_tune import pytorch_lightning as twins
     from lightning_tune.launchers.contract import RayLaunchedStrategy
 
-    for strategy_cls in (RayDDPStrategy, RayHorovodStrategy, twins.RayDDPStrategy,
-                         twins.RayHorovodStrategy):
+    for strategy_cls in (RayDDPStrategy, RayFSDPStrategy, RayHorovodStrategy,
+                         twins.RayDDPStrategy, twins.RayFSDPStrategy, twins.RayHorovodStrategy):
         strategy = strategy_cls(num_workers=2, worker_timeout_s=30.0)
         assert isinstance(strategy, RayLaunchedStrategy), strategy_cls
         assert strategy.worker_bundle == {"CPU": 1} and strategy.worker_timeout_s == 30.0

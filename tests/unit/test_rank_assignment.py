@@ -25,3 +25,7 @@ def test_gpus_one_each_and_shared():
     placements, envs = assign_ranks(described)
     assert [env["CUDA_VISIBLE_DEVICES"] for env in envs] == ["3,1", "3,1", "0", "0"]
     assert [p.gpu_index for p in placements] == [0, 1, 0, 0]
+    # ranks on one GPU are told so (NCCL cannot join them; their group uses gloo)
+    assert [p.shares_gpu for p in placements] == [False, False, True, True]
+    assert not any(p.shares_gpu for p in assign_ranks(
+        [WorkerHost("n", "ip", [], "lo"), WorkerHost("n", "ip", [], "lo")])[0])
