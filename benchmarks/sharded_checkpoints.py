@@ -7,8 +7,11 @@ Timed on rank 0, by callbacks around the report callback (Lightning runs callbac
 order):
 
     report_s   from the start of rank 0's save_checkpoint call to its report returning,
-               which is when the trial process's tune.report has returned (plus one RPC)
-    gather_s   of that, until the state dicts are assembled (Lightning's on_save_checkpoint)
+               which is when the trial process's tune.report has returned (plus one RPC);
+               split into
+    gather_s   until the state dicts are made (Lightning's on_save_checkpoint hook),
+    write_s    until the strategy has written them (every rank its part, for sharded),
+    deliver_s  until Tune has the checkpoint in its storage (the bridge, tune.report's copy)
 
 and against it, in this process: ``local_save_s``, torch.save of the same state (model and
 Adam state, whole) to a file on the same disk, and ``local_copy_s``, copying that file once
@@ -74,6 +77,17 @@ class WideMLP(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint) -> None:
         _stamp(self.trainer, self.clock_dir, "gathered")
 
+    def setup(self, stage: str) -> None:
+        """Note when the strategy has written the checkpoint (every rank's part on disk)."""
+        strategy = self.trainer.strategy
+        save = strategy.save_checkpoint
+
+        def timed_save(*args, **kwargs):
+            save(*args, **kwargs)
+            _stamp(self.trainer, self.clock_dir, "written")
+
+        strategy.save_checkpoint = timed_save
+
 
 class ReportClock(pl.Callback):
     """Notes, on rank 0, when validation ended at its place in the callback list."""
@@ -100,7 +114,9 @@ def report_costs(clock_dir: str) -> List[Dict[str, float]]:
     epochs = sorted(int(path.rsplit("_", 1)[1].split(".")[0])
                     for path in glob.glob(os.path.join(clock_dir, "start_*.json")))
     return [{"epoch": epoch, "report_s": read("end", epoch) - read("start", epoch),
-             "gather_s": read("gathered", epoch) - read("start", epoch)} for epoch in epochs]
+             "gather_s": read("gathered", epoch) - read("start", epoch),
+             "write_s": read("written", epoch) - read("gathered", epoch),
+             "deliver_s": read("end", epoch) - read("written", epoch)} for epoch in epochs]
 
 
 def local_save(directory: str, repeats: int = 3) -> Dict[str, float]:
@@ -147,6 +163,8 @@ def measure(state_dict_type: str, epochs: int, root: str) -> Dict[str, object]:
     return {"state_dict_type": state_dict_type, "checkpoint_mb": stored / 1e6,
             "report_s": statistics.median(c["report_s"] for c in later),
             "gather_s": statistics.median(c["gather_s"] for c in later),
+            "write_s": statistics.median(c["write_s"] for c in later),
+            "deliver_s": statistics.median(c["deliver_s"] for c in later),
             "search_wall_s": wall_s, "reports": costs}
 
 
@@ -174,10 +192,12 @@ def main() -> None:
         json.dump(figures, handle, indent=2)
     print(f"state {reference['state_mb']:.0f} MB: local torch.save "
           f"{reference['local_save_s']:.2f} s, one copy of it {reference['local_copy_s']:.2f} s")
-    print(f"{'format':<8} {'stored MB':>9} {'report s':>9} {'gather s':>9} {'x local save':>13}")
+    print(f"{'format':<8} {'stored MB':>9} {'report s':>9} {'gather s':>9} {'write s':>8} "
+          f"{'deliver s':>9} {'x local save':>13}")
     for run in runs:
         print(f"{run['state_dict_type']:<8} {run['checkpoint_mb']:>9.0f} {run['report_s']:>9.2f} "
-              f"{run['gather_s']:>9.2f} {run['ratio']:>13.2f}")
+              f"{run['gather_s']:>9.2f} {run['write_s']:>8.2f} {run['deliver_s']:>9.2f} "
+              f"{run['ratio']:>13.2f}")
     sharded = next(run for run in runs if run["state_dict_type"] == "sharded")
     print(f"target: sharded <= {TARGET} x local save: "
           f"{'met' if sharded['ratio'] <= TARGET else 'NOT met'}")

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import shutil
 import tempfile
 import uuid
@@ -98,9 +97,11 @@ class _BridgeQueue:
 
     async def get(self) -> Report:
         report = await self._items.get()
+        def complete() -> bool:
+            return len(report.parts) + len(self._parts.get(report.key, [])) >= report.expected_parts
+
         async with self._arrived:
-            await self._arrived.wait_for(
-                lambda: len(report.parts) + len(self._parts.get(report.key, [])) >= report.expected_parts)
+            await self._arrived.wait_for(complete)
         report.parts = report.parts + self._parts.pop(report.key, [])
         self._unacknowledged = report.key
         return report

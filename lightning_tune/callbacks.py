@@ -151,6 +151,9 @@ class TuneReportCheckpointCallbackImpl(TuneReportBase):
         directory = trainer.strategy.broadcast(own)
         if directory != own:
             os.rmdir(own)
+        # a node that shares rank 0's disk (one machine, a network file system) finds the
+        # folder there already: rank 0 removes it, once its report reached Tune
+        owned = directory == own or not os.path.exists(directory)
         os.makedirs(directory, exist_ok=True)
         try:
             path = os.path.join(directory, self._filename)
@@ -160,9 +163,11 @@ class TuneReportCheckpointCallbackImpl(TuneReportBase):
                 super()._report(trainer, metrics, checkpoint_dir=directory,
                                 checkpoint_parts=trainer.num_nodes if sharded else 1)
             elif sharded and trainer.local_rank == 0:  # this node's shards, for rank 0's report
-                bridge.send_checkpoint_part(directory, getattr(trainer.strategy, "report_channel", None))
+                channel = getattr(trainer.strategy, "report_channel", None)
+                bridge.send_checkpoint_part(directory, channel)
         finally:
-            if trainer.local_rank == 0:  # its report has reached Tune (the others' did not wait)
+            # one rank per node removes it, after its report or part reached Tune
+            if owned and trainer.local_rank == 0:
                 shutil.rmtree(directory, ignore_errors=True)
 
 

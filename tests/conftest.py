@@ -50,3 +50,27 @@ def alive_actors(class_name: str, settle_s: float = 15.0) -> list:
         if not alive or time.monotonic() > deadline:
             return alive
         time.sleep(0.2)
+
+
+@pytest.fixture
+def ray_must_not_start():
+    """For tests of bad input: the error must come before Ray starts."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    yield
+    assert not ray.is_initialized(), "the error must come before Ray starts"
+
+
+def fit_digits(strategy, model, max_epochs=2, **trainer_kwargs):
+    """``model`` fitted on the digits data by a quiet Trainer with ``strategy``; the trainer."""
+    import lightning.pytorch as pl
+
+    from lightning_tune.examples import DigitsDataModule
+
+    trainer = pl.Trainer(max_epochs=max_epochs, strategy=strategy, logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, **trainer_kwargs)
+    trainer.fit(model, datamodule=DigitsDataModule())
+    return trainer

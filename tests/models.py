@@ -10,6 +10,14 @@ import ray
 
 from lightning_tune.examples.digits import DigitsClassifier, DigitsDataModule
 
+def write_record(path: str, record: dict) -> None:
+    """Write ``record`` as JSON at ``path`` at once: a test polling the folder never reads
+    half a file (written beside it, then renamed into place)."""
+    with open(path + ".partial", "w") as handle:
+        json.dump(record, handle)
+    os.replace(path + ".partial", path)
+
+
 __all__ = ["DigitsDataModule", "FailingOnRank", "RecordingClassifier", "UnpicklableClassifier",
            "FailOnceClassifier", "WrongMetricClassifier", "EpochLoggingClassifier"]
 
@@ -57,8 +65,7 @@ class RecordingClassifier(DigitsClassifier):
     def _write(self, kind, record):
         path = os.path.join(self.record_dir,
                             f"{kind}_{self.trial_tag}_{self.global_rank}_{os.getpid()}.json")
-        with open(path, "w") as handle:
-            json.dump(record, handle)
+        write_record(path, record)
 
 
 class UnpicklableClassifier(DigitsClassifier):
@@ -176,8 +183,7 @@ class NodeRecordingClassifier(EpochLoggingClassifier):
                   "global_rank": self.global_rank, "pid": os.getpid(), "node_id": node_id,
                   "trial_node_id": channel.trial_node_id if channel else None}
         name = f"{kind}_{self.trial_tag}_{self.current_epoch}_{self.global_rank}_{os.getpid()}.json"
-        with open(os.path.join(self.record_dir, name), "w") as handle:
-            json.dump(record, handle)
+        write_record(os.path.join(self.record_dir, name), record)
         return node_id
 
     def on_train_epoch_start(self):
@@ -277,9 +283,8 @@ class LeakyClassifier(DigitsClassifier):
             "parameter_sum": self._parameter_sum(), "built_sum": self.built_sum,
             "cuda_allocated": torch.cuda.memory_allocated() if torch.cuda.is_available() else None,
         }
-        with open(os.path.join(self.record_dir, f"{self.trial_tag}_{self.global_rank}.json"),
-                  "w") as handle:
-            json.dump(record, handle)
+        write_record(os.path.join(self.record_dir, f"{self.trial_tag}_{self.global_rank}.json"),
+                     record)
 
     def training_step(self, batch, batch_idx):
         if self.fail and batch_idx == 1:
@@ -311,6 +316,5 @@ class ShardRecordingClassifier(FailOnceClassifier):
         strategy = self.trainer.strategy
         record = {"global_rank": self.global_rank, "world_size": self.trainer.world_size,
                   "local_parameters": strategy.local_parameter_count()}
-        with open(os.path.join(self.record_dir, f"shards_{self.global_rank}_{os.getpid()}.json"),
-                  "w") as handle:
-            json.dump(record, handle)
+        write_record(os.path.join(self.record_dir, f"shards_{self.global_rank}_{os.getpid()}.json"),
+                     record)

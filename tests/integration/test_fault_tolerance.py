@@ -76,7 +76,8 @@ def test_a_stalled_rank_ends_the_run_naming_it(ray_cluster):
         trainer.fit(StallingClassifier(stall_rank=1), datamodule=DigitsDataModule())
     assert error.value.rank == 1
     assert "made no progress" in str(error.value) and "inside training_step" in str(error.value)
-    assert time.monotonic() - started < 60  # not the 600 s the rank sleeps
+    # not the 600 s the rank sleeps (start-up included: on a loaded machine it took 61 s)
+    assert time.monotonic() - started < 180
     assert alive_actors("TrainingWorker") == [] and alive_actors("StallClock") == []
 
 
@@ -89,6 +90,7 @@ def busy_cpu():
     hog.wait()
 
 
+@pytest.mark.timeout(600)  # two cold workers and an epoch, beside a busy CPU
 def test_a_cold_start_on_a_busy_machine_is_not_a_stall(ray_cluster, busy_cpu):
     # new worker processes import torch and Lightning (seconds, more beside the busy
     # process) before they can train: far past this timeout, yet no rank has stalled

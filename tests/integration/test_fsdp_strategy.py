@@ -6,7 +6,6 @@ import glob
 import json
 import os
 
-import lightning.pytorch as pl
 import pytest
 import torch
 from ray import tune
@@ -14,18 +13,10 @@ from ray import tune
 from lightning_tune import RayDDPStrategy, RayFSDPStrategy, tune_lightning
 from lightning_tune.examples import DigitsClassifier, DigitsDataModule
 from lightning_tune.sharded_checkpoints import is_sharded_checkpoint, load_model_weights
-from tests.conftest import alive_actors
+from tests.conftest import alive_actors, fit_digits
 from tests.models import EpochLoggingClassifier, ShardRecordingClassifier
 
 pytestmark = pytest.mark.timeout(420)
-
-
-def fit(strategy, model, max_epochs=2):
-    trainer = pl.Trainer(max_epochs=max_epochs, strategy=strategy, logger=False,
-                         enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False)
-    trainer.fit(model, datamodule=DigitsDataModule())
-    return trainer
 
 
 def test_fsdp_and_ddp_train_to_the_same_model(ray_cluster):
@@ -39,9 +30,9 @@ def test_fsdp_and_ddp_train_to_the_same_model(ray_cluster):
     """
     torch.manual_seed(0)
     start = DigitsClassifier(lr=1e-2)
-    ddp = fit(RayDDPStrategy(num_workers=2), copy.deepcopy(start))
+    ddp = fit_digits(RayDDPStrategy(num_workers=2), copy.deepcopy(start))
     fsdp_model = copy.deepcopy(start)
-    fsdp = fit(RayFSDPStrategy(num_workers=2), fsdp_model)
+    fsdp = fit_digits(RayFSDPStrategy(num_workers=2), fsdp_model)
 
     ddp_loss, fsdp_loss = float(ddp.callback_metrics["val_loss"]), float(fsdp.callback_metrics["val_loss"])
     assert ddp_loss < 1.5  # it learned: ten classes start near ln(10) = 2.3
@@ -55,7 +46,7 @@ def test_fsdp_and_ddp_train_to_the_same_model(ray_cluster):
 def test_each_rank_holds_half_of_the_parameters(ray_cluster, tmp_path):
     model = ShardRecordingClassifier(record_dir=str(tmp_path), hidden_size=128, lr=1e-2)
     whole = sum(parameter.numel() for parameter in DigitsClassifier(hidden_size=128).parameters())
-    fit(RayFSDPStrategy(num_workers=2), model, max_epochs=1)
+    fit_digits(RayFSDPStrategy(num_workers=2), model, max_epochs=1)
     records = sorted((json.load(open(path)) for path in glob.glob(str(tmp_path / "shards_*.json"))),
                      key=lambda record: record["global_rank"])
     assert [record["global_rank"] for record in records] == [0, 1]

@@ -6,12 +6,12 @@ Skipped where no GPU is present. With one GPU the one-GPU-per-worker checks run 
 import glob
 import json
 
-import lightning.pytorch as pl
 import pytest
 import torch
 
 from lightning_tune import RayDDPStrategy, RayFSDPStrategy, RayHorovodStrategy
-from lightning_tune.examples import DigitsClassifier, DigitsDataModule
+from lightning_tune.examples import DigitsClassifier
+from tests.conftest import fit_digits
 from tests.models import RecordingClassifier
 
 GPUS = torch.cuda.device_count() if torch.cuda.is_available() else 0
@@ -32,14 +32,6 @@ def ray_cluster():
     ray.shutdown()
 
 
-def fit(strategy, model, max_epochs=2, **trainer_kwargs):
-    trainer = pl.Trainer(max_epochs=max_epochs, strategy=strategy, logger=False,
-                         enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, **trainer_kwargs)
-    trainer.fit(model, datamodule=DigitsDataModule())
-    return trainer
-
-
 def fit_records(directory):
     return sorted((json.load(open(path)) for path in glob.glob(str(directory / "fit_*.json"))),
                   key=lambda record: record["global_rank"])
@@ -47,7 +39,7 @@ def fit_records(directory):
 
 def test_ddp_over_nccl_with_one_gpu_per_worker(ray_cluster, tmp_path):
     workers = min(2, GPUS)
-    trainer = fit(RayDDPStrategy(num_workers=workers, use_gpu=True),
+    trainer = fit_digits(RayDDPStrategy(num_workers=workers, use_gpu=True),
                   RecordingClassifier(record_dir=str(tmp_path)))
     records = fit_records(tmp_path)
     assert [record["global_rank"] for record in records] == list(range(workers))
@@ -60,7 +52,7 @@ def test_ddp_over_nccl_with_one_gpu_per_worker(ray_cluster, tmp_path):
 def test_two_workers_sharing_one_gpu(ray_cluster, tmp_path):
     """Half a GPU each: both ranks train on the same device, their group over gloo (NCCL
     refuses two ranks on one GPU)."""
-    trainer = fit(RayDDPStrategy(num_workers=2, resources_per_worker={"GPU": 0.5}),
+    trainer = fit_digits(RayDDPStrategy(num_workers=2, resources_per_worker={"GPU": 0.5}),
                   RecordingClassifier(record_dir=str(tmp_path)))
     records = fit_records(tmp_path)
     assert len(records) == 2 and records[0]["device"] == records[1]["device"]
@@ -74,7 +66,7 @@ def test_fsdp_on_gpus_with_mixed_precision(ray_cluster):
     precision = MixedPrecision(param_dtype=torch.bfloat16, reduce_dtype=torch.float32,
                                buffer_dtype=torch.float32)
     model = DigitsClassifier(lr=1e-2)
-    trainer = fit(RayFSDPStrategy(num_workers=min(2, GPUS), use_gpu=True,
+    trainer = fit_digits(RayFSDPStrategy(num_workers=min(2, GPUS), use_gpu=True,
                                   mixed_precision=precision, state_dict_type="sharded"), model)
     assert trainer.callback_metrics["val_acc"] > 0.5
     assert model.net[0].weight.dtype == torch.float32  # the driver's copy: whole, full precision
@@ -92,6 +84,6 @@ def horovod_built_with_cuda() -> bool:
                     reason="Horovod here has no CUDA build (scripts/build_horovod.sh builds the "
                            "gloo CPU controller)")
 def test_horovod_on_gpus(ray_cluster):
-    trainer = fit(RayHorovodStrategy(num_workers=min(2, GPUS), use_gpu=True),
+    trainer = fit_digits(RayHorovodStrategy(num_workers=min(2, GPUS), use_gpu=True),
                   DigitsClassifier(lr=1e-2))
     assert trainer.callback_metrics["val_acc"] > 0.5

@@ -4,7 +4,6 @@ import glob
 import json
 import sys
 
-import lightning.pytorch as pl
 import pytest
 import torch
 from ray import tune
@@ -15,18 +14,10 @@ from lightning_tune.examples import DigitsClassifier, DigitsDataModule
 from lightning_tune.examples.digits import held_out_accuracy
 from lightning_tune.launchers.ranks import WorkerHost, WorkerPlacement
 from lightning_tune.strategies.horovod import horovod_slots
-from tests.conftest import alive_actors
+from tests.conftest import alive_actors, fit_digits
 from tests.models import FailingOnRank, RecordingClassifier, TwoOptimizerClassifier
 
 pytestmark = pytest.mark.timeout(240)
-
-
-def fit(strategy, model, max_epochs=2, **trainer_kwargs):
-    trainer = pl.Trainer(max_epochs=max_epochs, strategy=strategy, logger=False,
-                         enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, **trainer_kwargs)
-    trainer.fit(model, datamodule=DigitsDataModule())
-    return trainer
 
 
 def test_horovod_is_the_one_the_set_up_built():
@@ -55,7 +46,7 @@ def test_cross_ranks_for_an_uneven_layout():
 def test_fit_trains_the_driver_model_fit_twice(ray_cluster, tmp_path):
     model = RecordingClassifier(record_dir=str(tmp_path), lr=1e-2)
     before = {name: value.clone() for name, value in model.state_dict().items()}
-    trainer = fit(RayHorovodStrategy(num_workers=2), model, max_epochs=1)
+    trainer = fit_digits(RayHorovodStrategy(num_workers=2), model, max_epochs=1)
     assert any(not torch.equal(before[name], value) for name, value in model.state_dict().items())
     assert {"val_loss", "val_acc"} <= set(trainer.callback_metrics)
     assert trainer.current_epoch == 1 and trainer.global_step == 10  # data sharded over 2 ranks
@@ -73,7 +64,7 @@ def test_fit_trains_the_driver_model_fit_twice(ray_cluster, tmp_path):
 
 def test_exception_on_one_rank_surfaces(ray_cluster):
     with pytest.raises(WorkerError) as error:
-        fit(RayHorovodStrategy(num_workers=2), FailingOnRank(fail_rank=1))
+        fit_digits(RayHorovodStrategy(num_workers=2), FailingOnRank(fail_rank=1))
     assert error.value.rank == 1 and "deliberate failure on rank 1" in str(error.value)
     assert alive_actors("TrainingWorker") == []
 
@@ -96,11 +87,11 @@ def test_horovod_and_ddp_reach_the_same_validation_loss(ray_cluster, model_cls, 
                            ("horovod", RayHorovodStrategy(num_workers=2))):
         torch.manual_seed(0)
         model = model_cls(lr=3e-3)
-        trainer = fit(strategy, model, max_epochs=3, **trainer_kwargs)
+        trainer = fit_digits(strategy, model, max_epochs=3, **trainer_kwargs)
         losses[name] = float(trainer.callback_metrics["val_loss"])
     assert losses["horovod"] == pytest.approx(losses["ddp"], rel=1e-4)
     torch.manual_seed(0)
-    single = fit("auto", model_cls(lr=3e-3), max_epochs=3, devices=1, accelerator="cpu",
+    single = fit_digits("auto", model_cls(lr=3e-3), max_epochs=3, devices=1, accelerator="cpu",
                  **trainer_kwargs)
     # not the same run (one rank sees twice the batch), so the losses differ measurably:
     assert abs(float(single.callback_metrics["val_loss"]) - losses["ddp"]) > 1e-3

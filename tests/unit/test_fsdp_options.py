@@ -2,7 +2,6 @@
 and the experiment record."""
 
 import pytest
-import ray
 import torch
 from torch import nn
 
@@ -15,12 +14,7 @@ from lightning_tune.spec import TrialSpec
 SPACE = {"lr": 1e-2}
 
 
-@pytest.fixture(autouse=True)
-def no_ray_running():
-    if ray.is_initialized():
-        ray.shutdown()
-    yield
-    assert not ray.is_initialized(), "the error must come before Ray starts"
+pytestmark = pytest.mark.usefixtures("ray_must_not_start")
 
 
 @pytest.mark.parametrize("strategy, options, error, message", [

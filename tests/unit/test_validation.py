@@ -2,7 +2,6 @@
 
 import lightning.pytorch as pl
 import pytest
-import ray
 from ray import tune
 
 from lightning_tune import tune_lightning
@@ -22,12 +21,7 @@ class NotAModule:
         self.lr = lr
 
 
-@pytest.fixture(autouse=True)
-def no_ray_running():
-    if ray.is_initialized():
-        ray.shutdown()
-    yield
-    assert not ray.is_initialized(), "the error must come before Ray starts"
+pytestmark = pytest.mark.usefixtures("ray_must_not_start")
 
 
 @pytest.mark.parametrize("kwargs, error, message", [
