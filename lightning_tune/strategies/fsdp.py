@@ -173,20 +173,20 @@ class RayFSDPStrategyImpl(TorchProcessGroupMixin, RayStrategyBase):
 
 
 def _local_parameters(module: torch.nn.Module):
-    """The parameter storage this rank holds: FSDP's flat shards where the module is wrapped."""
+    """The parameter storage this rank holds: each FSDP unit's flat shard, where wrapped.
+
+    (FSDP keeps no public count of a rank's shard; its flat parameter is that shard outside
+    forward and backward.)
+    """
     from torch.distributed.fsdp import FullyShardedDataParallel
 
-    seen = set()
-    for submodule in module.modules():
-        if isinstance(submodule, FullyShardedDataParallel):
-            for handle in [submodule._handle] if getattr(submodule, "_handle", None) else []:
-                flat = handle.flat_param
-                if id(flat) not in seen:
-                    seen.add(id(flat))
-                    yield flat.data if flat.data.numel() == flat._sharded_size.numel() \
-                        else flat._local_shard
-    if not seen:
+    units = FullyShardedDataParallel.fsdp_modules(module)
+    handles = {id(unit._handle): unit._handle for unit in units
+               if getattr(unit, "_handle", None) is not None}
+    if not handles:
         yield from module.parameters()
+    for handle in handles.values():
+        yield handle.flat_param
 
 
 class RayFSDPStrategy(RayFSDPStrategyImpl, pl.strategies.FSDPStrategy, metaclass=TreeTwin):
