@@ -40,7 +40,8 @@ class CheckpointPart(NamedTuple):
     """One node's share of a checkpoint: its folder, on the trial's node, or its files' bytes."""
 
     directory: Optional[str] = None
-    # a list so Ray passes the reference through instead of fetching the bytes into the queue
+    # nested in a tuple, so Ray passes the reference through instead of fetching the bytes
+    # into the queue actor
     files: Tuple[ray.ObjectRef, ...] = ()
 
 
@@ -97,6 +98,7 @@ class _BridgeQueue:
 
     async def get(self) -> Report:
         report = await self._items.get()
+
         def complete() -> bool:
             return len(report.parts) + len(self._parts.get(report.key, [])) >= report.expected_parts
 

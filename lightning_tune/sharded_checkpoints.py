@@ -3,10 +3,10 @@
 FSDP with ``state_dict_type="sharded"`` saves a folder: one ``.distcp`` file per rank, an
 index (``.metadata``) and Lightning's ``meta.pt``. torch reads the index with ``pickle`` and
 the non-tensor entries of the shards with ``torch.load(weights_only=False)``, so a folder
-someone replaced could run code when it is loaded. Before any of that, :func:`check_loadable_as_data`
-reads the index with an unpickler that makes only the index's own classes, and every
-non-tensor entry as data only; :func:`load_model_weights` consolidates the model's weights
-in one process, without a process group.
+someone replaced could run code when it is loaded. Before any of that,
+:func:`check_loadable_as_data` reads the index with an unpickler that makes only the index's
+own classes, and every non-tensor entry as data only; :func:`load_model_weights`
+consolidates the model's weights in one process, without a process group.
 """
 
 from __future__ import annotations

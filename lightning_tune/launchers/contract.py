@@ -53,7 +53,9 @@ class RayLaunchedStrategy(Protocol):
         """In the worker, after unpickling: take this rank's place, device and context."""
 
     def weights_for_driver(self) -> Dict[str, Any]:
-        """In every worker after a fit (collective): the whole model's state dict (rank 0's is used)."""
+        """In every worker after a fit (collective): the whole model's state dict.
+
+        Rank 0's result is the one the driver's model takes."""
 
     def leave_worker(self) -> None:
         """In the worker, after a clean finish: release the backend's process group."""

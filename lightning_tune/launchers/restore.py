@@ -28,7 +28,8 @@ class RestoreFiles(NamedTuple):
     files: Tuple[ray.ObjectRef, ...]  # one reference, to {relative path: bytes}
 
 
-def restore_path(function: Callable, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Optional[str]:
+def restore_path(function: Callable, args: Tuple[Any, ...],
+                 kwargs: Dict[str, Any]) -> Optional[str]:
     """The local checkpoint path the trainer function resumes from, if any."""
     try:
         bound = inspect.signature(function).bind_partial(*args, **kwargs)

@@ -34,7 +34,8 @@ def test_fsdp_and_ddp_train_to_the_same_model(ray_cluster):
     fsdp_model = copy.deepcopy(start)
     fsdp = fit_digits(RayFSDPStrategy(num_workers=2), fsdp_model)
 
-    ddp_loss, fsdp_loss = float(ddp.callback_metrics["val_loss"]), float(fsdp.callback_metrics["val_loss"])
+    ddp_loss = float(ddp.callback_metrics["val_loss"])
+    fsdp_loss = float(fsdp.callback_metrics["val_loss"])
     assert ddp_loss < 1.5  # it learned: ten classes start near ln(10) = 2.3
     assert abs(ddp_loss - fsdp_loss) < 1e-4, (ddp_loss, fsdp_loss)
     # the driver's model is the whole trained model, assembled from the shards
@@ -59,7 +60,8 @@ def test_each_rank_holds_half_of_the_parameters(ray_cluster, tmp_path):
 def shard_files(checkpoint):
     with checkpoint.as_directory() as directory:
         folder = os.path.join(directory, "checkpoint")
-        return is_sharded_checkpoint(folder), sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+        files = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+        return is_sharded_checkpoint(folder), files
 
 
 def test_asha_search_restarts_a_failed_trial_from_its_sharded_checkpoint(ray_cluster, tmp_path):

@@ -97,7 +97,8 @@ def test_the_resume_path_is_found_in_the_trainer_functions_arguments(tmp_path):
 
     existing = tmp_path / "checkpoint"
     existing.write_bytes(b"x")
-    assert restore_path(fit_impl, ("model", None, None, None, str(existing), True), {}) == str(existing)
+    positional = ("model", None, None, None, str(existing), True)
+    assert restore_path(fit_impl, positional, {}) == str(existing)
     assert restore_path(fit_impl, ("model",), {"ckpt_path": existing}) == str(existing)
     assert restore_path(fit_impl, ("model",), {"ckpt_path": "last"}) is None  # not a path here
     assert restore_path(fit_impl, ("model",), {}) is None
