@@ -108,7 +108,7 @@ def load_model_weights(folder: str) -> Dict[str, torch.Tensor]:
     weights = {key: torch.empty(entry.size, dtype=entry.properties.dtype)
                for key, entry in index.state_dict_metadata.items()
                if key.startswith(_MODEL_PREFIX) and isinstance(entry, TensorStorageMetadata)}
-    dcp.load(weights, storage_reader=_DataOnlyReader(folder), no_dist=True)
+    dcp.load(weights, storage_reader=_data_only_reader(folder), no_dist=True)
     return {key[len(_MODEL_PREFIX):]: tensor for key, tensor in weights.items()}
 
 
@@ -130,5 +130,6 @@ def _reader_class() -> type:
     return DataOnlyReader
 
 
-def _DataOnlyReader(folder: str) -> Any:
+def _data_only_reader(folder: str) -> Any:
+    """torch's folder reader over ``folder``, its index read as data only."""
     return _reader_class()(folder)
