@@ -16,7 +16,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from lightning_tune.api import load_result, resume, tune_lightning
+    from lightning_tune.api import load_result, resume, tune_lightning, tune_lightning_cli
     from lightning_tune.callbacks import TuneReportCallback, TuneReportCheckpointCallback
     from lightning_tune.errors import LightningTuneError
     from lightning_tune.resources import get_tune_resources
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from lightning_tune.trainable import lightning_trainable
 
 _HOME = {
-    "tune_lightning": "api", "resume": "api", "load_result": "api",
+    "tune_lightning": "api", "tune_lightning_cli": "api", "resume": "api", "load_result": "api",
     "TuneReportCallback": "callbacks", "TuneReportCheckpointCallback": "callbacks",
     "LightningTuneError": "errors", "get_tune_resources": "resources",
     "TuneLightningResult": "results", "TrialSpec": "spec",

@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import time
-from typing import Any, Dict, Optional, Sequence, Union
+from typing import Any, Dict, Mapping, Optional, Sequence, Union
 
 from ray import tune
 from ray.tune import CheckpointConfig, FailureConfig, RunConfig, TuneConfig
@@ -22,6 +22,7 @@ from ray.tune.search import BasicVariantGenerator, SearchAlgorithm, Searcher
 from lightning_tune.cluster import ensure_ray
 from lightning_tune.errors import (AllTrialsFailedError, ExperimentExistsError,
                                    ExperimentNotFoundError, InvalidArgumentError)
+from lightning_tune.lightning_cli import LightningCliConfig
 from lightning_tune.record import ExperimentRecord, read_record, write_record
 from lightning_tune.resources import check_cluster_can_hold
 from lightning_tune.results import TuneLightningResult
@@ -54,7 +55,9 @@ class TrialNamer:
 
     def __call__(self, trial: Any) -> str:
         # values Tune resolves later (tune.sample_from) are still placeholders here: left out
-        values = ",".join(f"{name}={_readable(trial.config[name])}" for name in self.searched
+        # a dotted LightningCLI key is named by its last part: model.init_args.lr -> lr
+        values = ",".join(f"{name.rsplit('.', 1)[-1]}={_readable(trial.config[name])}"
+                          for name in self.searched
                           if isinstance(trial.config.get(name), (int, float, str, bool)))
         return f"{trial.trial_id}_{values}"[:120] if values else trial.trial_id
 
@@ -86,6 +89,7 @@ def tune_lightning(
     worker_timeout_s: Optional[float] = None,
     reuse_workers: bool = True,
     strategy_kwargs: Optional[Dict[str, Any]] = None,
+    lightning_cli: Optional[LightningCliConfig] = None,
 ) -> TuneLightningResult:
     """Search ``space`` for the best hyperparameters of ``model_cls`` with Ray Tune.
 
@@ -100,10 +104,14 @@ def tune_lightning(
     ``state_dict_type="sharded"``).
     ``reuse_workers`` (Tune's ``reuse_actors``): a finished trial's process, and its worker
     actors, start the next trial of the same shape instead of new ones being started.
+    ``lightning_cli``: trials build everything from this LightningCLI config instead (see
+    :func:`tune_lightning_cli`, which makes it).
     """
     spec = TrialSpec.from_arguments(locals())  # every trial setting, checked
     search_space = load_space(space)
     spec.routing.check_keys(search_space.names())
+    if spec.lightning_cli is not None:  # each value as the project's LightningCLI parses it
+        spec.lightning_cli.check_values(search_space.candidate_values())
     _check_positive_int("num_samples", num_samples)
     _check_positive_int("max_failures", max_failures, minimum=-1)
     if max_concurrent_trials is not None:
@@ -153,6 +161,41 @@ def tune_lightning(
                 checkpoint_score_order=mode)),
     )
     return _result_or_error(tuner.fit(), spec, searched)
+
+
+def tune_lightning_cli(
+    cli_config: Union[str, os.PathLike, Mapping[str, Any]],
+    space: Union[Dict[str, Any], str, SearchSpace],
+    *,
+    model_class: Optional[Union[type, str]] = None,
+    datamodule_class: Optional[Union[type, str]] = None,
+    cli_class: Optional[Union[type, str]] = None,
+    max_epochs: Optional[int] = None,
+    **search: Any,
+) -> TuneLightningResult:
+    """Search a LightningCLI project's config: the space's keys are dotted paths into it.
+
+    ``cli_config``: the project's config file (what ``python main.py fit --config`` takes) or
+    its sections as a dict. Space keys such as ``model.init_args.lr``,
+    ``model.init_args.encoder.init_args.depth``, ``data.init_args.batch_size``,
+    ``trainer.accumulate_grad_batches`` or ``optimizer.init_args.weight_decay`` must exist in
+    the config resolved with its classes' defaults. Each trial builds model, datamodule,
+    optimizer, scheduler and trainer settings as the project's LightningCLI does
+    (``cli_class``, when main.py subclasses it; ``model_class`` / ``datamodule_class`` when
+    main.py passes classes and the config names none), trains with the search's strategy, and
+    writes its resolved config to ``config.yaml`` in its folder. ``max_epochs`` defaults to
+    the config's ``trainer.max_epochs`` (else 10). ``search``: any other
+    :func:`tune_lightning` argument (``strategy``, ``num_workers``, ``num_samples``, ...).
+    Keys and values are checked before Ray starts.
+    """
+    if "datamodule" in search or "model_cls" in search:
+        raise InvalidArgumentError(
+            "tune_lightning_cli takes the model and datamodule from the config's model: and "
+            "data: sections; leave model_cls and datamodule out.")
+    cli = LightningCliConfig.load(cli_config, model_class=model_class,
+                                  datamodule_class=datamodule_class, cli_class=cli_class)
+    epochs = max_epochs if max_epochs is not None else (cli.max_epochs or 10)
+    return tune_lightning(cli.model_cls, space, max_epochs=epochs, lightning_cli=cli, **search)
 
 
 def resume(experiment_path: str, *, resume_errored: bool = False,
@@ -252,6 +295,9 @@ class _RecordedModel:
         self.record = record
 
     def build_model(self, config: Dict[str, Any]) -> Any:
+        cli = self.record.settings.get("lightning_cli")
+        if cli is not None:
+            return LightningCliConfig.from_record(cli).build_model(config)
         # the config was checked when the search ran: the model takes the keys it accepts
         return ConfigRouting(self.record.model_cls()).model.build(config)
 

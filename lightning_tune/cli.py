@@ -23,7 +23,10 @@ _NOT_IN_YAML = {
     "callbacks": "callbacks are Python objects, which YAML cannot hold; call tune_lightning "
                  "from Python to pass them",
     "datamodule": None,  # set by the top-level ``datamodule`` import path
+    "lightning_cli": "give cli_config: (the LightningCLI config file, or its sections) instead",
 }
+# keys of a run file that searches a LightningCLI config (cli_config:) instead of model:
+_CLI_CONFIG_KEYS = ("cli_config", "model_class", "datamodule_class", "cli_class")
 from lightning_tune.errors import LightningTuneError
 
 
@@ -41,7 +44,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Run a tune_lightning search described in a YAML file, then print its "
                     "trials and best config and write its plots into the experiment folder. "
                     "The file names `model` (an import path, package.module:Class), optionally "
-                    "`datamodule` (likewise), `space` (a curated space name from "
+                    "`datamodule` (likewise), or instead `cli_config` (a LightningCLI config "
+                    "file, or its sections inline, whose dotted keys the space searches), "
+                    "`space` (a curated space name from "
                     "search_spaces, a list of them, a YAML file, or the parameters inline) and "
                     "any other tune_lightning argument with a plain value (metric, mode, "
                     "num_samples, max_epochs, strategy, strategy_kwargs, scheduler, "
@@ -106,8 +111,13 @@ def _run(args: argparse.Namespace) -> int:
     overrides = {"name": args.name, "storage_path": args.storage_path,
                  "num_samples": args.num_samples}
     arguments.update({key: value for key, value in overrides.items() if value is not None})
-    model_cls, space = arguments.pop("model_cls"), arguments.pop("space")
-    result = tune_lightning(model_cls, space, **arguments)
+    space = arguments.pop("space")
+    if "cli_config" in arguments:
+        from lightning_tune.api import tune_lightning_cli
+
+        result = tune_lightning_cli(arguments.pop("cli_config"), space, **arguments)
+    else:
+        result = tune_lightning(arguments.pop("model_cls"), space, **arguments)
     print(_trials_table(result))
     _print_best(result)
     _print_plots(result.save_plots(result.experiment_path))
@@ -139,7 +149,7 @@ def yaml_keys() -> List[str]:
     from lightning_tune.api import tune_lightning
 
     parameters = inspect.signature(tune_lightning).parameters.values()
-    return ["model", "datamodule", "space"] + [
+    return ["model", "datamodule", "space", *_CLI_CONFIG_KEYS] + [
         parameter.name for parameter in parameters
         if parameter.kind is parameter.KEYWORD_ONLY and parameter.name not in _NOT_IN_YAML]
 
@@ -165,20 +175,46 @@ def read_run_config(path: str) -> Dict[str, Any]:
             raise _UsageError(f"{path}: {key!r} cannot be set in a file: {_NOT_IN_YAML[key]}.")
         if key not in allowed:
             raise _UsageError(f"{path}: unknown key {key!r}. Allowed keys: {', '.join(allowed)}.")
-    if "model" not in data:
-        raise _UsageError(f"{path}: missing `model`, the LightningModule to search over, as an "
-                          "import path: model: package.module:Class.")
     folder = os.path.dirname(os.path.abspath(path))
     arguments = {key: value for key, value in data.items()
-                 if key not in ("model", "datamodule", "space")}
-    arguments["model_cls"] = _import(path, "model", data["model"])
-    if data.get("datamodule") is not None:
-        arguments["datamodule"] = _import(path, "datamodule", data["datamodule"])
+                 if key not in ("model", "datamodule", "space", "cli_config")}
+    if "cli_config" in data:
+        arguments["cli_config"] = _cli_config(path, data, folder)
+    elif "model" not in data:
+        raise _UsageError(f"{path}: missing `model`, the LightningModule to search over, as an "
+                          "import path (model: package.module:Class), or `cli_config`, a "
+                          "LightningCLI config whose dotted keys the space searches.")
+    else:
+        given = [key for key in _CLI_CONFIG_KEYS if key in data]
+        if given:
+            raise _UsageError(f"{path}: {', '.join(given)} belong(s) to a search of a "
+                              "LightningCLI config: add cli_config: config.yaml, or leave "
+                              "them out.")
+        arguments["model_cls"] = _import(path, "model", data["model"])
+        if data.get("datamodule") is not None:
+            arguments["datamodule"] = _import(path, "datamodule", data["datamodule"])
     arguments["space"] = _space(path, data.get("space"), folder)
     if isinstance(arguments.get("storage_path"), str):
         arguments["storage_path"] = os.path.join(folder, os.path.expanduser(
             arguments["storage_path"]))
     return arguments
+
+
+def _cli_config(path: str, data: Mapping[str, Any], folder: str) -> Any:
+    """The LightningCLI config a run file names: a file (relative to it) or the sections."""
+    both = [key for key in ("model", "datamodule") if key in data]
+    if both:
+        raise _UsageError(f"{path}: a run file searches either a model class (model:) or a "
+                          f"LightningCLI config (cli_config:), not both; remove "
+                          f"{' and '.join(both)} (the config's model: and data: sections "
+                          "name the classes).")
+    value = data["cli_config"]
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, str):
+        return os.path.join(folder, os.path.expanduser(value))
+    raise _UsageError(f"{path}: cli_config must be the path of a LightningCLI config file "
+                      f"(relative to this file) or its sections inline, got {value!r}.")
 
 
 def _import(path: str, key: str, value: Any) -> type:
@@ -244,6 +280,9 @@ def _print_best(result: Any) -> None:
         print(f"best trial: {trial_id}" + (f" (epoch {epoch})" if epoch is not None else ""))
     print(f"best config: {result.best_config}")
     print(f"best {result.metric}: {result.best_metrics.get(result.metric)}")
+    if result.best_config_file:
+        print(f"best trial's config: {result.best_config_file} (re-run it alone: python main.py "
+              f"fit --config {result.best_config_file})")
     print(f"experiment: {result.experiment_path}")
 
 

@@ -12,6 +12,7 @@ from ray import tune
 from ray.tune import ResultGrid
 
 from lightning_tune.errors import InvalidArgumentError
+from lightning_tune.lightning_cli import CONFIG_FILENAME as TRIAL_CONFIG_FILE
 from lightning_tune.sharded_checkpoints import is_sharded_checkpoint, load_model_weights
 
 if TYPE_CHECKING:
@@ -103,6 +104,13 @@ class TuneLightningResult:
     @property
     def experiment_path(self) -> str:
         return self.result_grid.experiment_path
+
+    @property
+    def best_config_file(self) -> Optional[str]:
+        """The best trial's resolved LightningCLI config (``config.yaml`` in its folder), which
+        ``python main.py fit --config`` re-runs alone; None for a search of a model class."""
+        path = os.path.join(self._best.path, TRIAL_CONFIG_FILE)
+        return path if os.path.isfile(path) else None
 
     @property
     def dataframe(self) -> pd.DataFrame:

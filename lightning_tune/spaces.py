@@ -116,6 +116,11 @@ class SearchSpace:
                 space[name] = entry
         return space
 
+    def candidate_values(self) -> Dict[str, List[Any]]:
+        """Values each entry can take that a type check should see: every value of a set,
+        both ends of a range, the constant itself (a value drawn by a function: none)."""
+        return {name: _candidates(entry) for name, entry in self.entries.items()}
+
     def merged(self, *others: "SearchSpace") -> "SearchSpace":
         """This space with the entries of ``others`` added; a later entry overrides an earlier."""
         entries = dict(self.entries)
@@ -125,6 +130,26 @@ class SearchSpace:
 
     def __repr__(self) -> str:
         return f"SearchSpace({', '.join(self.entries)})"
+
+
+def _candidates(entry: Any) -> List[Any]:
+    if isinstance(entry, Parameter):
+        if entry.values is not None:
+            return list(entry.values)
+        if entry.distribution == "randint":
+            return [int(entry.low), int(entry.high) - 1]
+        return [float(entry.low), float(entry.high)]
+    if _is_grid(entry):
+        return list(entry["grid_search"])
+    if isinstance(entry, sample.Categorical):
+        return list(entry.categories)
+    if isinstance(entry, sample.Integer):
+        return [int(entry.lower), int(entry.upper) - 1]
+    if isinstance(entry, sample.Float):
+        return [float(entry.lower), float(entry.upper)]
+    if isinstance(entry, sample.Domain):
+        return []
+    return [entry]
 
 
 def _is_grid(value: Any) -> bool:

@@ -50,6 +50,8 @@ class TrialSpec:
     worker_timeout_s: Optional[float] = None
     reuse_workers: bool = True
     strategy_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    # a LightningCliConfig: trials build model, datamodule and trainer settings from it
+    lightning_cli: Any = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "trainer_kwargs", dict(self.trainer_kwargs or {}))
@@ -57,6 +59,7 @@ class TrialSpec:
         object.__setattr__(self, "strategy_kwargs", dict(self.strategy_kwargs or {}))
         _check_model_class(self.model_cls)
         _check_datamodule(self.datamodule)
+        self._check_lightning_cli()
         if not isinstance(self.metric, str) or not self.metric:
             raise InvalidArgumentError(
                 f"metric must be the name of a logged metric, got {self.metric!r}.")
@@ -85,6 +88,22 @@ class TrialSpec:
             raise InvalidArgumentError(
                 f"callbacks holds {len(reporters)} Tune report callbacks; pass one (it decides "
                 "what each trial reports).")
+
+    def _check_lightning_cli(self) -> None:
+        if self.lightning_cli is None:
+            return
+        from lightning_tune.lightning_cli import LightningCliConfig
+
+        if isinstance(self.lightning_cli, Mapping):  # read back from a record
+            object.__setattr__(self, "lightning_cli",
+                               LightningCliConfig.from_record(self.lightning_cli))
+        if not isinstance(self.lightning_cli, LightningCliConfig):
+            raise InvalidTypeError(f"lightning_cli must be a LightningCliConfig (see "
+                                   f"tune_lightning_cli), got {self.lightning_cli!r}.")
+        if self.datamodule is not None:
+            raise InvalidArgumentError(
+                "datamodule cannot be given with a LightningCLI config: its data section "
+                "names the datamodule (data: {class_path: ..., init_args: {...}}).")
 
     def _check_strategy_kwargs(self) -> None:
         """Build the trials' strategy once, here: its own checks run before Ray starts."""
@@ -123,7 +142,11 @@ class TrialSpec:
         return tree_of(self.model_cls)
 
     @property
-    def routing(self) -> ConfigRouting:
+    def routing(self) -> Any:
+        """What turns a trial's config into its model and datamodule: the LightningCLI config
+        (dotted keys), or the constructors of the model and datamodule classes."""
+        if self.lightning_cli is not None:
+            return self.lightning_cli
         return ConfigRouting(self.model_cls, self.datamodule)
 
     @property
@@ -159,6 +182,8 @@ class TrialSpec:
                     for spec_field in dataclasses.fields(self)
                     if spec_field.name not in _NOT_RECORDED}
         settings["checkpoint_filename"] = self.checkpoint_filename
+        if self.lightning_cli is not None:
+            settings["lightning_cli"] = self.lightning_cli.to_record()
         for name in _RESUPPLIED_IF_OBJECTS:
             if not _is_plain(settings[name]):
                 settings[name] = None

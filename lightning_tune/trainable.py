@@ -16,6 +16,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 from ray import tune
 
 from lightning_tune.callbacks import (TrialHyperparameters, TuneReportCheckpointCallback)
+from lightning_tune.lightning_cli import CONFIG_FILENAME
 from lightning_tune.lightning_trees import tree_module
 from lightning_tune.process_state import start_afresh
 from lightning_tune.spec import TrialSpec
@@ -65,27 +66,41 @@ class TrialRunner:
     def run(self, config: Dict[str, Any]) -> None:
         start_afresh()  # Tune may have run another trial in this process before
         spec = self.spec
-        model, datamodule = spec.routing.build(config)
+        trial_dir = tune.get_context().get_trial_dir()
+        if spec.lightning_cli is not None:
+            trial = spec.lightning_cli.trial(config, max_epochs=spec.max_epochs)
+            model, datamodule, settings = trial.model, trial.datamodule, trial.trainer_settings
+            _write_text(os.path.join(trial_dir, CONFIG_FILENAME), trial.config_text)
+        else:
+            (model, datamodule), settings = spec.routing.build(config), {}
         reporter = spec.report_callback or TuneReportCheckpointCallback.make_for_tree(
             spec.tree, on="validation_end")
         reporter.required_metric = spec.metric
-        callbacks: List[Any] = list(spec.callbacks)
+        callbacks: List[Any] = list(settings.pop("callbacks", None) or []) + list(spec.callbacks)
         if reporter not in callbacks:
             callbacks.append(reporter)
         callbacks.append(TrialHyperparameters.make_for_tree(spec.tree, config))
-        trainer = tree_module(spec.tree).Trainer(**self._trainer_arguments(callbacks))
+        trainer = tree_module(spec.tree).Trainer(
+            **self._trainer_arguments(callbacks, settings, trial_dir))
         with _restored_checkpoint(spec.checkpoint_filename) as ckpt_path:
             fit_as_data(trainer, model, datamodule, ckpt_path)
 
-    def _trainer_arguments(self, callbacks: List[Any]) -> Dict[str, Any]:
+    def _trainer_arguments(self, callbacks: List[Any], settings: Dict[str, Any],
+                           trial_dir: str) -> Dict[str, Any]:
+        """The toolkit's defaults, then the LightningCLI config's trainer ``settings``, then
+        ``trainer_kwargs``; the settings the spec owns (epochs, strategy, devices) last."""
         spec = self.spec
+        checkpoint_class = tree_module(spec.tree).callbacks.ModelCheckpoint
         arguments: Dict[str, Any] = dict(
-            max_epochs=spec.max_epochs, strategy=self._strategy(), callbacks=callbacks,
-            default_root_dir=tune.get_context().get_trial_dir(), enable_progress_bar=False,
-            enable_model_summary=False, enable_checkpointing=False)
+            default_root_dir=trial_dir, enable_progress_bar=False, enable_model_summary=False,
+            # Tune keeps the checkpoints; Lightning refuses False beside a ModelCheckpoint
+            enable_checkpointing=any(isinstance(c, checkpoint_class) for c in callbacks))
         if spec.strategy is None:
             arguments.update(accelerator="gpu" if spec.gpus_per_worker else "cpu", devices=1)
+        arguments.update(settings)
         arguments.update(spec.trainer_kwargs)
+        arguments.update(max_epochs=spec.max_epochs, strategy=self._strategy(),
+                         callbacks=callbacks)
         return arguments
 
     def _strategy(self) -> Any:
@@ -98,6 +113,12 @@ class TrialRunner:
                              worker_timeout_s=spec.worker_timeout_s,
                              reuse_workers=spec.reuse_workers,
                              strategy_kwargs=spec.strategy_kwargs)
+
+
+def _write_text(path: str, text: str) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as handle:
+        handle.write(text)
 
 
 def fit_as_data(trainer: Any, model: Any, datamodule: Any, ckpt_path: Optional[str]) -> None:
