@@ -16,7 +16,8 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from lightning_tune.api import load_result, resume, tune_lightning, tune_lightning_cli
+    from lightning_tune.api import load_result, resume, tune_lightning
+    from lightning_tune.lightning_cli_search import tune_lightning_cli
     from lightning_tune.callbacks import TuneReportCallback, TuneReportCheckpointCallback
     from lightning_tune.errors import LightningTuneError
     from lightning_tune.resources import get_tune_resources
@@ -26,7 +27,8 @@ if TYPE_CHECKING:
     from lightning_tune.trainable import lightning_trainable
 
 _HOME = {
-    "tune_lightning": "api", "tune_lightning_cli": "api", "resume": "api", "load_result": "api",
+    "tune_lightning": "api", "resume": "api", "load_result": "api",
+    "tune_lightning_cli": "lightning_cli_search",
     "TuneReportCallback": "callbacks", "TuneReportCheckpointCallback": "callbacks",
     "LightningTuneError": "errors", "get_tune_resources": "resources",
     "TuneLightningResult": "results", "TrialSpec": "spec",

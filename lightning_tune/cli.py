@@ -113,7 +113,7 @@ def _run(args: argparse.Namespace) -> int:
     arguments.update({key: value for key, value in overrides.items() if value is not None})
     space = arguments.pop("space")
     if "cli_config" in arguments:
-        from lightning_tune.api import tune_lightning_cli
+        from lightning_tune.lightning_cli_search import tune_lightning_cli
 
         result = tune_lightning_cli(arguments.pop("cli_config"), space, **arguments)
     else:

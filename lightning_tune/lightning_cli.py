@@ -15,25 +15,17 @@ import copy
 import functools
 import importlib
 import os
-import warnings
-from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
+from dataclasses import dataclass
+from typing import Any, Dict, Iterable, List, Mapping, Optional
 
 import yaml
 
 from lightning_tune.errors import InvalidArgumentError, InvalidTypeError
+from lightning_tune.trial_cli import (OWNED_TRAINER_SETTINGS, ParsedConfig, dump_config,
+                                      quiet_args_warning, trial_cli_class)
 
-# Trainer settings the toolkit sets for every trial, and the search argument that sets them.
-OWNED_TRAINER_SETTINGS = {
-    "strategy": "the search's strategy= (and strategy_kwargs=)",
-    "devices": "num_workers= (and gpus_per_worker=)",
-    "num_nodes": "num_workers=",
-    "accelerator": "gpus_per_worker=",
-    "max_epochs": "the search's max_epochs= (the epochs its schedulers count)",
-}
 CONFIG_FILENAME = "config.yaml"
 _SECTIONS = ("seed_everything", "trainer", "model", "data", "optimizer", "lr_scheduler")
-_ARGS_WARNING = "LightningCLI's args parameter is intended"
 
 
 @dataclass(frozen=True)
@@ -61,7 +53,6 @@ class LightningCliConfig:
     datamodule_class: Optional[str] = None
     cli_class: Optional[str] = None
     source: str = "the LightningCLI config"
-    _resolved_keys: List[str] = field(default_factory=list, compare=False, repr=False)
 
     # --- building one ---------------------------------------------------------------------
     @classmethod
@@ -89,16 +80,17 @@ class LightningCliConfig:
                 f"{source} must be a mapping of LightningCLI sections (model:, data:, trainer:, "
                 f"...), got {type(cli_config).__name__}.")
         unknown = [key for key in cli_config if key not in _SECTIONS]
-        if unknown:
+        if unknown and cli_class is None:  # a project's own CLI class may add sections
             raise InvalidArgumentError(
                 f"{source} has section(s) {unknown} that LightningCLI's fit config does not "
-                f"have; its sections are {', '.join(_SECTIONS)}.")
+                f"have; its sections are {', '.join(_SECTIONS)}. If main.py's own LightningCLI "
+                "subclass adds them, pass it as cli_class='package.module:Class'.")
         config = cls(sections=copy.deepcopy(dict(cli_config)),
                      model_class=_path_or_none(model_class, "model_class"),
                      datamodule_class=_path_or_none(datamodule_class, "datamodule_class"),
                      cli_class=_path_or_none(cli_class, "cli_class"), source=source)
         config._check_classes()
-        config._resolved_keys.extend(config.known_keys())
+        config.known_keys()  # parses it: a value LightningCLI rejects is reported now
         return config
 
     def _check_classes(self) -> None:
@@ -132,8 +124,10 @@ class LightningCliConfig:
 
     def known_keys(self) -> List[str]:
         """Every dotted key of the resolved config (defaults included) a space may set."""
-        if self._resolved_keys:
-            return list(self._resolved_keys)
+        return list(self._known_keys)
+
+    @functools.cached_property
+    def _known_keys(self) -> List[str]:
         return sorted(_dotted_keys(yaml.safe_load(self._parse({}).dump())))
 
     # --- checks before Ray starts ---------------------------------------------------------
@@ -173,10 +167,6 @@ class LightningCliConfig:
             node[parts[-1]] = value
         return config
 
-    def build(self, values: Mapping[str, Any]) -> Tuple[Any, Any]:
-        trial = self.trial(values)
-        return trial.model, trial.datamodule
-
     def build_model(self, values: Mapping[str, Any]) -> Any:
         return self.trial(values).model
 
@@ -193,7 +183,7 @@ class LightningCliConfig:
         cli = self._cli(values, parse_only=False)
         return CliTrial(model=cli.model, datamodule=cli.datamodule,
                         trainer_settings=cli.trainer_settings,
-                        config_text=_dump(cli.parser, cli.config))
+                        config_text=dump_config(cli.parser, cli.config))
 
     # --- the record ----------------------------------------------------------------------
     def to_record(self) -> Dict[str, Any]:
@@ -217,14 +207,13 @@ class LightningCliConfig:
 
     def _cli(self, values: Mapping[str, Any], parse_only: bool) -> Any:
         base = self._cli_base()
-        cli_class = _trial_cli_class(base)
+        cli_class = trial_cli_class(base)
         model_class = _import_path(self.model_class, "model_class") if self.model_class \
             else None
         datamodule_class = _import_path(self.datamodule_class, "datamodule_class") \
             if self.datamodule_class else None
         config = self.with_values(values)
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=_ARGS_WARNING)
+        with quiet_args_warning():
             return cli_class(model_class, datamodule_class, save_config_callback=None,
                              subclass_mode_model=model_class is None,
                              subclass_mode_data=datamodule_class is None,
@@ -232,92 +221,18 @@ class LightningCliConfig:
                              parse_only=parse_only,
                              given_trainer_settings=list(config.get("trainer") or {}))
 
-    def _parse(self, values: Mapping[str, Any], what: str = "it") -> "_Parsed":
+    def _parse(self, values: Mapping[str, Any], what: str = "it") -> ParsedConfig:
         from jsonargparse import ArgumentError
 
         try:
             self._cli(values, parse_only=True)
-        except _Parsed as parsed:
+        except ParsedConfig as parsed:
             return parsed
         except ArgumentError as error:
             raise InvalidArgumentError(
                 f"LightningCLI rejects {self.source} with {what}: "
                 f"{' '.join(str(error).split())}") from error
         raise AssertionError("the trial CLI did not stop after parsing")  # pragma: no cover
-
-
-class _Parsed(Exception):
-    """Stops a trial CLI right after parsing (a check before Ray starts needs no objects)."""
-
-    def __init__(self, parser: Any, config: Any) -> None:
-        super().__init__("parsed")
-        self.parser, self.config = parser, config
-
-    def dump(self) -> str:
-        return _dump(self.parser, self.config)
-
-
-def _dump(parser: Any, config: Any) -> str:
-    """The config as LightningCLI's SaveConfigCallback writes it (defaults and links shown)."""
-    return parser.dump(config, skip_none=False, skip_link_targets=False)
-
-
-@functools.lru_cache(maxsize=None)
-def _trial_cli_class(base: type) -> type:
-    """``base`` (the project's LightningCLI class), made to build a trial instead of running."""
-
-    class TrialCLI(base):  # type: ignore[misc, valid-type]
-        def __init__(self, *args: Any, parse_only: bool = False,
-                     given_trainer_settings: Iterable[str] = (), **kwargs: Any) -> None:
-            self._parse_only = parse_only
-            self._given_trainer_settings = list(given_trainer_settings)
-            super().__init__(*args, **kwargs)
-
-        def parse_arguments(self, parser: Any, args: Any) -> None:
-            super().parse_arguments(parser, args)
-            if self._parse_only:
-                raise _Parsed(parser, self.config)
-
-        def instantiate_classes(self) -> None:
-            init = self.parser.instantiate_classes(self.config)
-            self.config_init = init
-            self.model = init.get("model")
-            self.datamodule = init.get("data")
-            self.trainer = None
-            optimizer, scheduler = init.get("optimizer"), init.get("lr_scheduler")
-            if self.auto_configure_optimizers and optimizer:
-                self.model.configure_optimizers = functools.partial(
-                    configure_optimizers, self.model, _plain(optimizer), _plain(scheduler),
-                    type(self).configure_optimizers)
-            trainer = init.get("trainer") or {}
-            # what the config gives (LightningCLI's defaults are Lightning's), objects built
-            self.trainer_settings = {key: trainer[key] for key in self._given_trainer_settings
-                                     if key not in OWNED_TRAINER_SETTINGS}
-            extra = [init.get(key) for key in self.parser.callback_keys if init.get(key)]
-            if extra:
-                self.trainer_settings["callbacks"] = list(
-                    self.trainer_settings.get("callbacks") or []) + extra
-
-    TrialCLI.__name__ = TrialCLI.__qualname__ = f"Trial{base.__name__}"
-    return TrialCLI
-
-
-def configure_optimizers(module: Any, optimizer: Mapping[str, Any],
-                         scheduler: Optional[Mapping[str, Any]], combine: Any) -> Any:
-    """A LightningCLI ``optimizer:`` (and ``lr_scheduler:``) section, built on ``module``'s
-    parameters when Lightning asks, on the rank that trains (picklable, unlike a bound method).
-    """
-    from lightning.pytorch.cli import instantiate_class
-
-    built = instantiate_class(module.parameters(), dict(optimizer))
-    schedule = instantiate_class(built, dict(scheduler)) if scheduler else None
-    return combine(module, built, schedule)
-
-
-def _plain(section: Any) -> Optional[Dict[str, Any]]:
-    if section is None:
-        return None
-    return section.as_dict() if hasattr(section, "as_dict") else dict(section)
 
 
 def _names_class(section: Any) -> bool:

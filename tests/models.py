@@ -1,4 +1,5 @@
-"""Test models: the digits example with one behaviour added each (importable by Ray workers)."""
+"""Test models: the digits example with one behaviour added each (importable by Ray workers),
+and a project's own LightningCLI subclass."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 import threading
 
 import ray
+from lightning.pytorch.cli import LightningCLI
 
 from lightning_tune.examples.digits import DigitsClassifier, DigitsDataModule
 
@@ -318,3 +320,15 @@ class ShardRecordingClassifier(FailOnceClassifier):
                   "local_parameters": strategy.local_parameter_count()}
         write_record(os.path.join(self.record_dir, f"shards_{self.global_rank}_{os.getpid()}.json"),
                      record)
+
+
+class TaggedCLI(LightningCLI):
+    """A project's own LightningCLI: adds a ``run_tag`` section and its own optimizer step."""
+
+    def add_arguments_to_parser(self, parser):
+        parser.add_argument("--run_tag", type=str, default="untagged")
+
+    @staticmethod
+    def configure_optimizers(lightning_module, optimizer, lr_scheduler=None):
+        optimizer.param_groups[0]["tagged_by"] = "TaggedCLI"
+        return optimizer
