@@ -104,3 +104,44 @@ def test_the_run_file_names_a_config_relative_to_itself(tmp_path):
         "space: {optimizer.init_args.lr: 0.01}\n")
     returncode, _, stderr = run_command("run", tmp_path / "both.yaml")
     assert returncode == 2 and "not both" in stderr
+    (tmp_path / "inline.yaml").write_text(
+        "cli_config:\n  model:\n    class_path: lightning_tune.examples.lightning_cli.model."
+        "DigitsModel\n    init_args: {encoder: {class_path: torch.nn.Identity}}\n"
+        "space: {model.init_args.label_smoothing: 0.1}\n")
+    inline = read_run_config(str(tmp_path / "inline.yaml"))["cli_config"]
+    assert inline["model"]["init_args"] == {"encoder": {"class_path": "torch.nn.Identity"}}
+
+
+def test_a_finished_search_of_a_config_resumes_from_its_folder_alone(experiment, ray_cluster):
+    from lightning_tune import resume
+
+    path, _ = experiment
+    before = load_result(str(path))
+    after = resume(str(path))  # nothing left to run: the record must rebuild the search
+    assert after.best_config == before.best_config
+    assert after.best_config_file == before.best_config_file
+
+
+def test_fsdp_trials_build_the_configs_optimizer_and_scheduler_on_their_shards(ray_cluster,
+                                                                             tmp_path):
+    import torch
+    from ray import tune
+
+    from lightning_tune import tune_lightning_cli
+
+    scheduler = {"class_path": "torch.optim.lr_scheduler.StepLR",
+                 "init_args": {"step_size": 1, "gamma": 0.5}}
+    result = tune_lightning_cli(
+        os.path.join(EXAMPLE, "config.yaml"),
+        {"optimizer.init_args.lr": tune.grid_search([0.01]), "lr_scheduler": scheduler},
+        strategy="fsdp", num_workers=2, num_samples=1, max_epochs=2, scheduler="fifo",
+        storage_path=str(tmp_path), verbose=0)
+    history = result.result_grid[0].metrics_dataframe
+    assert list(history["training_iteration"]) == [1, 2]
+    assert history["val_loss"].iloc[-1] < 1.5  # it trained
+    # the scheduler of the space's lr_scheduler section stepped once per epoch
+    with result.best_checkpoint.as_directory() as directory:
+        state = torch.load(os.path.join(directory, "checkpoint"), weights_only=True)
+    assert state["lr_schedulers"][0]["_last_lr"] == pytest.approx([0.01 * 0.5 ** 2])
+    with open(result.best_config_file) as handle:
+        assert yaml.safe_load(handle)["lr_scheduler"]["init_args"]["gamma"] == 0.5
