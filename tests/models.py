@@ -323,10 +323,13 @@ class ShardRecordingClassifier(FailOnceClassifier):
 
 
 class TaggedCLI(LightningCLI):
-    """A project's own LightningCLI: adds a ``run_tag`` section and its own optimizer step."""
+    """A project's own LightningCLI: a ``run_tag`` section, a ``smoothing`` setting linked into
+    the model, and its own optimizer step."""
 
     def add_arguments_to_parser(self, parser):
         parser.add_argument("--run_tag", type=str, default="untagged")
+        parser.add_argument("--smoothing", type=float, default=0.0)
+        parser.link_arguments("smoothing", "model.init_args.label_smoothing")
 
     @staticmethod
     def configure_optimizers(lightning_module, optimizer, lr_scheduler=None):

@@ -137,14 +137,17 @@ def test_classes_main_py_passes_when_the_config_names_none():
     assert trial.model.label_smoothing == 0.2 and trial.datamodule.batch_size == 8
 
 
-def test_a_projects_own_cli_class_reads_its_own_sections():
+def test_a_projects_own_cli_class_reads_its_own_sections_and_links():
     config = dict(sections(), run_tag="sweep-1")
+    del config["model"]["init_args"]["label_smoothing"]  # a link target: set by the link
     with pytest.raises(InvalidArgumentError, match="cli_class"):
         LightningCliConfig.load(config)
     cli = LightningCliConfig.load(config, cli_class="tests.models:TaggedCLI")
-    assert "run_tag" in cli.known_keys()
-    trial = cli.trial({"run_tag": "sweep-2"})
+    assert {"run_tag", "smoothing"} <= set(cli.known_keys())
+    cli.check_values({"smoothing": [0.0, 0.3]})
+    trial = cli.trial({"run_tag": "sweep-2", "smoothing": 0.3})
     assert yaml.safe_load(trial.config_text)["run_tag"] == "sweep-2"
+    assert trial.model.label_smoothing == 0.3  # through the project's link
     assert trial.model.configure_optimizers().param_groups[0]["tagged_by"] == "TaggedCLI"
 
 
