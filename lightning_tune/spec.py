@@ -104,6 +104,11 @@ class TrialSpec:
             raise InvalidArgumentError(
                 "datamodule cannot be given with a LightningCLI config: its data section "
                 "names the datamodule (data: {class_path: ..., init_args: {...}}).")
+        if self.lightning_cli.model_cls is not self.model_cls:
+            raise InvalidArgumentError(
+                f"model_cls {self.model_cls.__qualname__} is not the class the LightningCLI "
+                f"config trains ({self.lightning_cli.model_cls.__qualname__}); "
+                "tune_lightning_cli passes the right one.")
 
     def _check_strategy_kwargs(self) -> None:
         """Build the trials' strategy once, here: its own checks run before Ray starts."""

@@ -180,6 +180,10 @@ def test_the_spec_records_the_config_and_reads_it_back(example):
     assert again.routing.sections == example.sections
     trial = again.routing.trial({"optimizer.init_args.lr": 0.005})
     assert trial.model.configure_optimizers().param_groups[0]["lr"] == 0.005
+    from lightning_tune.examples import DigitsClassifier
+
+    with pytest.raises(InvalidArgumentError, match="not the class the LightningCLI config"):
+        TrialSpec(model_cls=DigitsClassifier, lightning_cli=example)
 
 
 @pytest.mark.parametrize("space,arguments,expected", [
