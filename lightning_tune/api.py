@@ -163,7 +163,13 @@ def tune_lightning(
                 num_to_keep=4 if scheduler == "pbt" else 2, checkpoint_score_attribute=metric,
                 checkpoint_score_order=mode)),
     )
-    return _result_or_error(tuner.fit(), spec, searched)
+    # Tune warns when checkpoints come faster than its threshold, as small trials' do: each
+    # checkpoint past num_to_keep forces an experiment snapshot (cheap on local storage)
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    result = _result_or_error(tuner.fit(), spec, searched)
+    if verbose >= 1:
+        print(f"\n{result.summary()}")
+    return result
 
 
 def resume(experiment_path: str, *, resume_errored: bool = False,

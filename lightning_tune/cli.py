@@ -119,7 +119,8 @@ def _run(args: argparse.Namespace) -> int:
     else:
         result = tune_lightning(arguments.pop("model_cls"), space, **arguments)
     print(_trials_table(result))
-    _print_best(result)
+    if arguments.get("verbose", 1) < 1:  # else the search printed its summary itself
+        _print_best(result)
     _print_plots(result.save_plots(result.experiment_path))
     return 0
 
@@ -274,16 +275,7 @@ def _trials_table(result: Any) -> str:
 
 
 def _print_best(result: Any) -> None:
-    trial_id = result.best_metrics.get("trial_id")
-    epoch = result.best_metrics.get("training_iteration")
-    if trial_id is not None:
-        print(f"best trial: {trial_id}" + (f" (epoch {epoch})" if epoch is not None else ""))
-    print(f"best config: {result.best_config}")
-    print(f"best {result.metric}: {result.best_metrics.get(result.metric)}")
-    if result.best_config_file:
-        print(f"best trial's config: {result.best_config_file} (re-run it alone: python main.py "
-              f"fit --config {result.best_config_file})")
-    print(f"experiment: {result.experiment_path}")
+    print(result.summary())
 
 
 def _print_plots(paths: Mapping[str, str]) -> None:

@@ -195,6 +195,27 @@ class TuneLightningResult:
 
         return plots.save_plots(self, directory)
 
+    def summary(self) -> str:
+        """What a finished search comes to, and where to look next, as printed after it."""
+        trial_id = self.best_metrics.get("trial_id")
+        epoch = self.best_metrics.get("training_iteration")
+        lines = []
+        if trial_id is not None:
+            lines.append(f"best trial: {trial_id}"
+                         + (f" (epoch {epoch})" if epoch is not None else ""))
+        lines += [f"best config: {self.best_config}",
+                  f"best {self.metric}: {self.best_metrics.get(self.metric)}"]
+        if self.best_config_file:
+            lines.append(f"best trial's config: {self.best_config_file} (re-run it alone: "
+                         f"python main.py fit --config {self.best_config_file})")
+        path = self.experiment_path
+        lines += [f"experiment: {path}",
+                  f"each trial's folder there holds its rank logs (rank_N.log) and "
+                  f"Lightning's logs; plots and the trials table: lightning-tune report {path}",
+                  f"continue it if interrupted: lightning_tune.resume({path!r}) or "
+                  f"lightning-tune resume {path}"]
+        return "\n".join(lines)
+
     def __repr__(self) -> str:
         return (f"TuneLightningResult(trials={len(self.result_grid)}, best {self.metric}="
                 f"{self.best_metrics.get(self.metric)!r}, best_config={self.best_config!r})")

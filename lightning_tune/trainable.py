@@ -19,6 +19,7 @@ from lightning_tune.callbacks import (TrialHyperparameters, TuneReportCheckpoint
 from lightning_tune.lightning_cli import CONFIG_FILENAME
 from lightning_tune.lightning_trees import tree_module
 from lightning_tune.process_state import start_afresh
+from lightning_tune.rank_logs import TRIAL_LOG, output_to, rank_log_path
 from lightning_tune.spec import TrialSpec
 from lightning_tune.strategies import make_strategy
 
@@ -65,8 +66,16 @@ class TrialRunner:
 
     def run(self, config: Dict[str, Any]) -> None:
         start_afresh()  # Tune may have run another trial in this process before
-        spec = self.spec
         trial_dir = tune.get_context().get_trial_dir()
+        # what this process prints goes to the trial folder: rank 0's log when it trains
+        # itself, trial.log when worker actors train (they keep rank logs of their own)
+        log = rank_log_path(trial_dir, 0) if self.spec.strategy is None \
+            else os.path.join(trial_dir, TRIAL_LOG)
+        with output_to(log):
+            self._train(config, trial_dir)
+
+    def _train(self, config: Dict[str, Any], trial_dir: str) -> None:
+        spec = self.spec
         if spec.lightning_cli is not None:
             trial = spec.lightning_cli.trial(config, max_epochs=spec.max_epochs)
             model, datamodule, settings = trial.model, trial.datamodule, trial.trainer_settings

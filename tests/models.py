@@ -335,3 +335,20 @@ class TaggedCLI(LightningCLI):
     def configure_optimizers(lightning_module, optimizer, lr_scheduler=None):
         optimizer.param_groups[0]["tagged_by"] = "TaggedCLI"
         return optimizer
+
+
+class GreetingClassifier(DigitsClassifier):
+    """Prints a line from each rank as fit starts; ``fail_rank`` fails there after saying so."""
+
+    def __init__(self, fail_rank: int = -1, **kwargs):
+        super().__init__(**kwargs)
+        self.fail_rank = fail_rank
+
+    def on_fit_start(self):
+        print(f"hello from rank {self.global_rank}", flush=True)
+
+    def training_step(self, batch, batch_idx):
+        if self.global_rank == self.fail_rank and batch_idx == 2:
+            print(f"about to fail on rank {self.global_rank}", flush=True)
+            raise ValueError(f"deliberate failure on rank {self.global_rank}")
+        return super().training_step(batch, batch_idx)

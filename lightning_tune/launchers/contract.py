@@ -32,6 +32,7 @@ class WorkerContext(NamedTuple):
 
     report_channel: Optional[ReportChannel]  # rank 0's way to the trial process (in Tune)
     step_marks: Optional[StepMarks]  # where to mark steps (with worker_timeout_s)
+    log_path: Optional[str] = None  # where the rank's output goes (in Tune: its trial folder)
 
 
 @runtime_checkable

@@ -27,6 +27,7 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 from lightning_tune.bridge import Bridge, in_tune_trial
 from lightning_tune.cluster import ensure_ray
 from lightning_tune.errors import TrialShapeError, WorkerError
+from lightning_tune.rank_logs import log_tail, rank_log_path
 from lightning_tune.launchers.contract import RayLaunchedStrategy, WorkerContext
 from lightning_tune.launchers.pickling import serialize_for_workers
 from lightning_tune.launchers.ranks import WorkerHost, assign_ranks
@@ -82,13 +83,15 @@ class RayLauncher:
             channel = bridge.channel() if bridge else None
             restore = files_for_other_nodes(restore_path(function, args, kwargs),
                                             [host.node_id for host in hosts])
+            logs = _rank_logs(len(placements)) if in_trial else [None] * len(placements)
             running = {
                 worker.run.remote(payload_ref, placement, env,
-                                  WorkerContext(channel, watchdog.marks_for(rank) if watchdog else None),
+                                  WorkerContext(channel, watchdog.marks_for(rank) if watchdog
+                                                else None, logs[rank]),
                                   strategy.init_hook, restore): rank
                 for rank, (worker, placement, env) in enumerate(zip(self._workers, placements, envs))
             }
-            output = self._wait_for_workers(running, bridge, watchdog)
+            output = self._wait_for_workers(running, bridge, watchdog, logs)
             finished = True
         finally:
             strategy.stop_backend()
@@ -157,11 +160,13 @@ class RayLauncher:
 
     # --- while they train ---------------------------------------------------------------------
     def _wait_for_workers(self, running: Dict[ray.ObjectRef, int], bridge: Optional[Bridge],
-                          watchdog: Optional[Watchdog]) -> WorkerOutput:
+                          watchdog: Optional[Watchdog],
+                          logs: List[Optional[str]]) -> WorkerOutput:
         """Block until every rank returns, passing rank 0's reports to Tune meanwhile.
 
         The first rank to fail ends the wait: its peers may be stuck in a collective. With a
-        watchdog, a rank that made no progress for too long ends it too.
+        watchdog, a rank that made no progress for too long ends it too. A failed rank's
+        error ends with the last lines of its log.
         """
         outputs: Dict[int, Optional[WorkerOutput]] = {}
         pending = dict(running)
@@ -180,9 +185,10 @@ class RayLauncher:
             try:
                 outputs[rank] = ray.get(ref)
             except ray.exceptions.RayTaskError as error:
-                raise WorkerError(rank, str(error)) from error.cause
+                raise WorkerError(rank, str(error) + _tail_of(logs[rank])) from error.cause
             except ray.exceptions.RayActorError as error:
-                raise WorkerError(rank, f"the worker process died: {error}") from None
+                raise WorkerError(rank, f"the worker process died: {error}"
+                                  + _tail_of(logs[rank])) from None
         return outputs[0]
 
     # --- where workers go -----------------------------------------------------------------------
@@ -196,3 +202,16 @@ class RayLauncher:
             watchdog.stop()
         if bundles.owned:
             remove_placement_group(bundles.group)
+
+
+def _rank_logs(count: int) -> List[Optional[str]]:
+    """Each rank's log file in this Tune trial's folder."""
+    from ray import tune
+
+    trial_dir = tune.get_context().get_trial_dir()
+    return [rank_log_path(trial_dir, rank) for rank in range(count)]
+
+
+def _tail_of(log: Optional[str]) -> str:
+    tail = log_tail(log)
+    return f"\nThe last lines of its log ({log}):\n{tail}" if tail else ""

@@ -17,6 +17,7 @@ from lightning_tune.launchers.contract import WorkerContext
 from lightning_tune.launchers.ranks import WorkerHost, WorkerPlacement, interface_of
 from lightning_tune.launchers.restore import RestoreFiles, materialize, remove_materialized
 from lightning_tune.process_state import release_leftovers, start_afresh
+from lightning_tune.rank_logs import output_to
 
 
 class WorkerOutput(NamedTuple):
@@ -58,19 +59,20 @@ class TrainingWorker:
         os.environ.update(env)
         created = materialize(restore)  # the checkpoint to resume from, if not on this node
         try:
-            if init_hook is not None:
-                init_hook()
-            function, args, kwargs = ray.cloudpickle.loads(payload)
-            trainer = function.__self__
-            trainer.strategy.enter_worker(placement, context)
-            results = function(*args, **kwargs)
-            if context.step_marks is not None:
-                context.step_marks.done()
-            output = collect_rank_zero_results(trainer, results, placement.global_rank)
-            # after a clean finish only: a failed job's worker is killed, and a collective
-            # shutdown here could hold back this rank's error while its peers wait in theirs
-            trainer.strategy.leave_worker()
-            return output
+            with output_to(context.log_path):
+                if init_hook is not None:
+                    init_hook()
+                function, args, kwargs = ray.cloudpickle.loads(payload)
+                trainer = function.__self__
+                trainer.strategy.enter_worker(placement, context)
+                results = function(*args, **kwargs)
+                if context.step_marks is not None:
+                    context.step_marks.done()
+                output = collect_rank_zero_results(trainer, results, placement.global_rank)
+                # after a clean finish only: a failed job's worker is killed, and a collective
+                # shutdown here could hold back this rank's error while its peers wait
+                trainer.strategy.leave_worker()
+                return output
         finally:
             remove_materialized(created)
             release_leftovers()
