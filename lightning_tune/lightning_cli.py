@@ -168,7 +168,12 @@ class LightningCliConfig:
         return config
 
     def build_model(self, values: Mapping[str, Any]) -> Any:
-        return self.trial(values).model
+        """The model a trial with ``values`` trained (its config's seed leaves this process
+        as it was: this is the user's process, not a trial's)."""
+        from lightning_tune.process_state import global_state_kept
+
+        with global_state_kept():
+            return self.trial(values).model
 
     def trial(self, values: Mapping[str, Any], max_epochs: Optional[int] = None) -> CliTrial:
         """One trial: model, datamodule and trainer settings, built as LightningCLI builds them.

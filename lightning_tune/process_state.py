@@ -8,9 +8,10 @@ would otherwise leak into the next.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
-from typing import Mapping, Optional
+from typing import Iterator, Mapping, Optional
 
 import numpy as np
 import torch
@@ -43,3 +44,26 @@ def release_leftovers() -> None:
     gc.collect()
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         torch.cuda.empty_cache()
+
+
+@contextlib.contextmanager
+def global_state_kept() -> Iterator[None]:
+    """Random generators and seed variables as they were before, after code that seeds them.
+
+    LightningCLI seeds the process (``seed_everything``) when it builds from a config; in
+    the user's own process (``load_best_model``) that must not change their generators, nor
+    leave ``PL_GLOBAL_SEED`` for the Ray workers started after it to inherit.
+    """
+    variables = {name: os.environ.get(name) for name in _SEED_VARIABLES}
+    states = random.getstate(), np.random.get_state(), torch.random.get_rng_state()
+    try:
+        yield
+    finally:
+        for name, value in variables.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.random.set_rng_state(states[2])

@@ -29,6 +29,22 @@ def example():
     return LightningCliConfig.load(CONFIG)
 
 
+@pytest.fixture(autouse=True)
+def seed_variables_left_alone():
+    """A trial seeds its process (seed_everything); these tests must not leave that behind."""
+    yield
+    for name in ("PL_GLOBAL_SEED", "PL_SEED_WORKERS"):
+        os.environ.pop(name, None)
+
+
+def test_building_the_best_model_leaves_the_users_process_unseeded(example):
+    before = torch.random.get_rng_state()
+    model = example.build_model({"model.init_args.encoder.init_args.width": 16})
+    assert model.encoder.out_features == 16
+    assert "PL_GLOBAL_SEED" not in os.environ  # Ray workers started later would inherit it
+    assert torch.equal(torch.random.get_rng_state(), before)
+
+
 def sections():
     with open(CONFIG) as handle:
         return yaml.safe_load(handle)
