@@ -8,8 +8,10 @@ A search, in the order the modules follow it: ``api`` (``tune_lightning``, ``res
 space, and hands Tune the trainable that ``trainable`` makes; each trial builds a Trainer
 whose strategy (``strategies``) has its ranks started by ``launchers``; rank 0's
 ``callbacks`` report over the ``bridge``; ``results`` and ``plots`` read what came back.
-The ``pytorch_lightning`` twins of the strategies and callbacks are in
-``lightning_tune.pytorch_lightning``.
+``rank_logs`` keeps what each rank prints in its trial folder. A LightningCLI project's config
+is searched by ``lightning_cli_search`` (``tune_lightning_cli``), which reads it through
+``lightning_cli`` and, in each trial, ``trial_cli``. The ``pytorch_lightning`` twins of the
+strategies and callbacks are in ``lightning_tune.pytorch_lightning``.
 """
 
 from importlib import import_module
