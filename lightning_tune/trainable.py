@@ -96,8 +96,9 @@ class TrialRunner:
 
     def _trainer_arguments(self, callbacks: List[Any], settings: Dict[str, Any],
                            trial_dir: str) -> Dict[str, Any]:
-        """The toolkit's defaults, then the LightningCLI config's trainer ``settings``, then
-        ``trainer_kwargs``; the settings the spec owns (epochs, strategy, devices) last."""
+        """The toolkit's defaults (devices included), then the LightningCLI config's trainer
+        ``settings``, then ``trainer_kwargs``; epochs, strategy and callbacks, which the spec
+        owns, last."""
         spec = self.spec
         checkpoint_class = tree_module(spec.tree).callbacks.ModelCheckpoint
         arguments: Dict[str, Any] = dict(
