@@ -8,7 +8,9 @@ A search, in the order the modules follow it: ``api`` (``tune_lightning``, ``res
 space, and hands Tune the trainable that ``trainable`` makes; each trial builds a Trainer
 whose strategy (``strategies``) has its ranks started by ``launchers``; rank 0's
 ``callbacks`` report over the ``bridge``; ``results`` and ``plots`` read what came back.
-``rank_logs`` keeps what each rank prints in its trial folder. A LightningCLI project's config
+``rank_logs`` keeps what each rank prints in its trial folder (``trial_folder`` says which
+folder), ``trackers`` gives each trial its experiment trackers (TensorBoard, CSV, MLflow) and
+``run_settings`` the RunConfig and Tune defaults a search runs with. A LightningCLI project's config
 is searched by ``lightning_cli_search`` (``tune_lightning_cli``), which reads it through
 ``lightning_cli`` and, in each trial, ``trial_cli``. The ``pytorch_lightning`` twins of the
 strategies and callbacks are in ``lightning_tune.pytorch_lightning``.

@@ -15,7 +15,7 @@ import time
 from typing import Any, Dict, Optional, Sequence, Union
 
 from ray import tune
-from ray.tune import CheckpointConfig, FailureConfig, RunConfig, SyncConfig, TuneConfig
+from ray.tune import TuneConfig
 from ray.tune.schedulers import TrialScheduler
 from ray.tune.search import BasicVariantGenerator, SearchAlgorithm, Searcher
 
@@ -27,11 +27,14 @@ from lightning_tune.record import ExperimentRecord, read_record, write_record
 from lightning_tune.resources import check_cluster_can_hold
 from lightning_tune.results import TuneLightningResult
 from lightning_tune.routing import ConfigRouting
+from lightning_tune.run_settings import run_config, tune_environment
 from lightning_tune.searchers import make_scheduler, make_search_alg
 from lightning_tune.spaces import SearchSpace, load_space
 from lightning_tune.spec import TrialSpec
+from lightning_tune.trackers import (LoggersArgument, check_loggers, loggers_in_effect,
+                                     prepare_trackers, search_mlflow_uri, tracker_hints)
 from lightning_tune.trainable import trainable_for
-from lightning_tune.trial_history import KeepTrialHistory
+from lightning_tune.trial_names import TrialNamer
 
 log = logging.getLogger(__name__)
 
@@ -39,27 +42,6 @@ log = logging.getLogger(__name__)
 def _check_positive_int(name: str, value: Any, minimum: int = 1) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise InvalidArgumentError(f"{name} must be an integer >= {minimum}, got {value!r}.")
-
-
-def _readable(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    return str(value)
-
-
-class TrialNamer:
-    """Names a trial ``<trial id>_lr=0.0013,hidden_size=64``: its searched values, readable."""
-
-    def __init__(self, searched: Sequence[str]) -> None:
-        self.searched = list(searched)
-
-    def __call__(self, trial: Any) -> str:
-        # values Tune resolves later (tune.sample_from) are still placeholders here: left out
-        # a dotted LightningCLI key is named by its last part: model.init_args.lr -> lr
-        values = ",".join(f"{name.rsplit('.', 1)[-1]}={_readable(trial.config[name])}"
-                          for name in self.searched
-                          if isinstance(trial.config.get(name), (int, float, str, bool)))
-        return f"{trial.trial_id}_{values}"[:120] if values else trial.trial_id
 
 
 def tune_lightning(
@@ -90,6 +72,7 @@ def tune_lightning(
     reuse_workers: bool = True,
     strategy_kwargs: Optional[Dict[str, Any]] = None,
     lightning_cli: Optional[LightningCliConfig] = None,
+    loggers: LoggersArgument = None,
 ) -> TuneLightningResult:
     """Search ``space`` for the best hyperparameters of ``model_cls`` with Ray Tune.
 
@@ -105,8 +88,11 @@ def tune_lightning(
     ``reuse_workers`` (Tune's ``reuse_actors``): a finished trial's process, and its worker
     actors, start the next trial of the same shape instead of new ones being started.
     ``lightning_cli``: trials build everything from this LightningCLI config instead (see
-    :func:`tune_lightning_cli`, which makes it).
+    :func:`tune_lightning_cli`, which makes it). ``loggers``: each trial's experiment trackers
+    ("tensorboard" by default, "csv", "mlflow", False, or a function trial -> [loggers]; see
+    :mod:`lightning_tune.trackers`).
     """
+    mlflow_uri = search_mlflow_uri(check_loggers(loggers))
     spec = TrialSpec.from_arguments(locals())  # every trial setting, checked
     search_space = load_space(space)
     spec.routing.check_keys(search_space.names())
@@ -129,12 +115,13 @@ def tune_lightning(
         if resume:
             return _resume_experiment(experiment_path, callbacks=callbacks,
                                       datamodule=datamodule, trainer_kwargs=trainer_kwargs,
-                                      strategy_kwargs=strategy_kwargs)
+                                      strategy_kwargs=strategy_kwargs, loggers=loggers)
         raise ExperimentExistsError(
             f"An experiment named {name!r} already exists at {experiment_path}. Continue it with "
             f"tune_lightning(..., resume=True) or lightning_tune.resume({experiment_path!r}), or "
             "choose another name.")
 
+    prepare_trackers(spec.loggers, name, experiment_path, spec.mlflow_uri)
     ensure_ray()
     resources = spec.trial_resources()
     check_cluster_can_hold(resources.bundles, placement_strategy=resources.strategy,
@@ -151,22 +138,12 @@ def tune_lightning(
                                    search, BasicVariantGenerator) else max_concurrent_trials,
                                trial_name_creator=namer, trial_dirname_creator=namer,
                                reuse_actors=reuse_workers),
-        run_config=RunConfig(
-            name=name, storage_path=storage_path, verbose=verbose,
-            failure_config=FailureConfig(max_failures=max_failures),
-            callbacks=[KeepTrialHistory()],
-            # a trial's own files (its config.yaml, Lightning's logs) are written into its
-            # working folder; Tune copies that folder into the experiment on every checkpoint
-            sync_config=SyncConfig(sync_artifacts=True),
-            # PBT exploits other trials' recent checkpoints, so it keeps a few more
-            checkpoint_config=CheckpointConfig(
-                num_to_keep=4 if scheduler == "pbt" else 2, checkpoint_score_attribute=metric,
-                checkpoint_score_order=mode)),
+        run_config=run_config(name=name, storage_path=storage_path, verbose=verbose,
+                              max_failures=max_failures, metric=metric, mode=mode,
+                              scheduler=scheduler),
     )
-    # Tune warns when checkpoints come faster than its threshold, as small trials' do: each
-    # checkpoint past num_to_keep forces an experiment snapshot (cheap on local storage)
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    result = _result_or_error(tuner.fit(), spec, searched)
+    with tune_environment():
+        result = _result_or_error(tuner.fit(), spec, searched, experiment_path)
     if verbose >= 1:
         print(f"\n{result.summary()}")
     return result
@@ -175,20 +152,22 @@ def tune_lightning(
 def resume(experiment_path: str, *, resume_errored: bool = False,
            callbacks: Optional[Sequence[Any]] = None, datamodule: Any = None,
            trainer_kwargs: Optional[Dict[str, Any]] = None,
-           strategy_kwargs: Optional[Dict[str, Any]] = None) -> TuneLightningResult:
+           strategy_kwargs: Optional[Dict[str, Any]] = None,
+           loggers: LoggersArgument = None) -> TuneLightningResult:
     """Continue an interrupted ``tune_lightning`` experiment from its directory alone.
 
     Finished trials are not run again; trials that were running continue from their last
     checkpoint (their epoch count goes on); errored trials are retried only with
     ``resume_errored=True``. The model and datamodule classes are imported by the names the
     directory recorded. What was not plain data (callbacks, a datamodule instance,
-    trainer_kwargs or strategy_kwargs holding objects) cannot be recorded and must be given
-    again.
+    trainer_kwargs or strategy_kwargs holding objects, a loggers function) cannot be recorded
+    and must be given again. A trial's trackers continue its runs (the same TensorBoard folder,
+    the same MLflow run).
     """
     experiment_path = os.path.abspath(os.path.expanduser(experiment_path))
     record = read_record(experiment_path)
     given = {"callbacks": callbacks, "datamodule": datamodule, "trainer_kwargs": trainer_kwargs,
-             "strategy_kwargs": strategy_kwargs}
+             "strategy_kwargs": strategy_kwargs, "loggers": loggers}
     missing = [name for name in record.must_resupply if given[name] is None]
     if missing:
         raise InvalidArgumentError(
@@ -201,10 +180,14 @@ def resume(experiment_path: str, *, resume_errored: bool = False,
             f"{experiment_path} holds no Tune experiment state to resume (the search stopped "
             "before Tune saved any).")
     _check_experiment_state(experiment_path)
+    prepare_trackers(spec.loggers, os.path.basename(experiment_path), experiment_path,
+                     spec.mlflow_uri)
     ensure_ray()
     tuner = tune.Tuner.restore(experiment_path, trainable_for(spec), resume_unfinished=True,
                                resume_errored=resume_errored, restart_errored=False)
-    return _result_or_error(tuner.fit(), spec, record.searched)
+    # an experiment recorded before the search named Tune's loggers keeps Tune's defaults
+    with tune_environment(own_loggers="loggers" in record.settings):
+        return _result_or_error(tuner.fit(), spec, record.searched, experiment_path)
 
 
 _resume_experiment = resume  # tune_lightning's own ``resume`` flag hides the function
@@ -257,9 +240,14 @@ def load_result(experiment_path: str) -> TuneLightningResult:
         raise InvalidArgumentError(
             f"No trial of the experiment at {experiment_path} has reported {metric!r} yet "
             f"({len(result_grid)} trials): there is no result to load.")
+    loggers = False if "loggers" in record.must_resupply else loggers_in_effect(
+        record.settings.get("loggers"), record.settings.get("trainer_kwargs", {}))
+    mlflow_uri = record.settings.get("mlflow_uri")
     return TuneLightningResult(result_grid, _RecordedModel(record).build_model, metric, mode,
                                checkpoint_filename=record.checkpoint_filename,
-                               searched=record.searched)
+                               searched=record.searched,
+                               tracker_hints=tracker_hints(loggers, experiment_path,
+                                                           mlflow_uri))
 
 
 class _RecordedModel:
@@ -276,8 +264,8 @@ class _RecordedModel:
         return ConfigRouting(self.record.model_cls()).model.build(config)
 
 
-def _result_or_error(result_grid: tune.ResultGrid, spec: TrialSpec,
-                     searched: Sequence[str]) -> TuneLightningResult:
+def _result_or_error(result_grid: tune.ResultGrid, spec: TrialSpec, searched: Sequence[str],
+                     experiment_path: str) -> TuneLightningResult:
     errors = result_grid.errors
     if errors and len(errors) == len(result_grid):
         raise AllTrialsFailedError(
@@ -286,4 +274,7 @@ def _result_or_error(result_grid: tune.ResultGrid, spec: TrialSpec,
         log.warning("%d of %d trials failed; the best result comes from the others. First "
                     "error: %s", len(errors), len(result_grid), errors[0])
     return TuneLightningResult(result_grid, spec.routing.build_model, spec.metric, spec.mode,
-                               checkpoint_filename=spec.checkpoint_filename, searched=searched)
+                               checkpoint_filename=spec.checkpoint_filename, searched=searched,
+                               tracker_hints=tracker_hints(
+                                   loggers_in_effect(spec.loggers, spec.trainer_kwargs),
+                                   experiment_path, spec.mlflow_uri))

@@ -50,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
                     "search_spaces, a list of them, a YAML file, or the parameters inline) and "
                     "any other tune_lightning argument with a plain value (metric, mode, "
                     "num_samples, max_epochs, strategy, strategy_kwargs, scheduler, "
-                    "trainer_kwargs, ...). Paths in the file are relative to the file. Example: "
+                    "trainer_kwargs, loggers, ...). Paths in the file are relative to the file. Example: "
                     "lightning_tune/examples/digits_search.yaml.")
     run.add_argument("config", metavar="CONFIG.yaml", help="the search, as a YAML file")
     run.add_argument("--name", help="the experiment's name (overrides `name` in the file)")

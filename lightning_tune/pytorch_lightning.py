@@ -23,6 +23,7 @@ from lightning_tune.lightning_trees import PYTORCH_LIGHTNING, TreeTwin
 from lightning_tune.strategies.ddp import RayDDPStrategyImpl
 from lightning_tune.strategies.fsdp import RayFSDPStrategyImpl
 from lightning_tune.strategies.horovod import RayHorovodStrategyImpl
+from lightning_tune.trackers import TrialConfigLoggedImpl, TrialMLFlowLoggerImpl
 
 __all__ = ["RayDDPStrategy", "RayFSDPStrategy", "RayHorovodStrategy", "TuneReportCallback",
            "TuneReportCheckpointCallback"]
@@ -64,3 +65,15 @@ class TrialHyperparameters(TrialHyperparametersImpl, pl.Callback, metaclass=Tree
     __doc__ = TrialHyperparametersImpl.__doc__
     lightning_tree = PYTORCH_LIGHTNING
     family = "TrialHyperparameters"
+
+
+class TrialConfigLogged(TrialConfigLoggedImpl, pl.Callback, metaclass=TreeTwin):
+    __doc__ = TrialConfigLoggedImpl.__doc__
+    lightning_tree = PYTORCH_LIGHTNING
+    family = "TrialConfigLogged"
+
+
+class TrialMLFlowLogger(TrialMLFlowLoggerImpl, pl.loggers.MLFlowLogger, metaclass=TreeTwin):
+    __doc__ = TrialMLFlowLoggerImpl.__doc__
+    lightning_tree = PYTORCH_LIGHTNING
+    family = "TrialMLFlowLogger"

@@ -11,14 +11,19 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 import time
 import traceback
-from typing import Iterator, Optional
+from typing import Dict, Iterator, List, Optional, Sequence, Set
 
 TAIL_LINES = 20
 TRIAL_LOG = "trial.log"  # a trial process's own output, when worker actors train for it
 _FAILED = "--- the job failed:"
+# a warning as Python (path:line: Category: message) and Lightning (path:line: message) print it
+_WARNING = re.compile(r"^(?P<path>/\S+\.py):\d+: (?P<message>.+)$")
+_LIGHTNING = ("/lightning/", "/pytorch_lightning/", "/lightning_fabric/")
+_NOT_ABOUT_THE_MODEL = ("/_pytree.py",)  # Lightning's note on a torch API it calls itself
 
 
 def rank_log_path(trial_dir: str, rank: int) -> str:
@@ -68,3 +73,31 @@ def log_tail(path: Optional[str], lines: int = TAIL_LINES) -> str:
     if _FAILED + "\n" in written:
         written = written[:len(written) - 1 - written[::-1].index(_FAILED + "\n")]
     return "".join(written[-lines:])
+
+
+def model_warnings(trial_dirs: Sequence[str], limit: int = 10) -> List[str]:
+    """Each distinct warning the trials' ranks logged about the model or its data, once, with
+    how many trials logged it: the user's own code's and Lightning's (a metric logged without
+    ``sync_dist``, a dataloader with few workers), not other libraries'."""
+    trials_by_message: Dict[str, Set[str]] = {}
+    for trial_dir in trial_dirs:
+        logs = [os.path.join(trial_dir, name) for name in sorted(os.listdir(trial_dir))
+                if name.endswith(".log")] if os.path.isdir(trial_dir) else []
+        for log in logs:
+            with open(log, errors="replace") as handle:
+                for line in handle:
+                    match = _WARNING.match(line.rstrip("\n"))
+                    if match is not None and _about_the_model(match["path"]):
+                        trials_by_message.setdefault(match["message"], set()).add(trial_dir)
+    ordered = sorted(trials_by_message.items(), key=lambda item: (-len(item[1]), item[0]))
+    lines = [f"{message} ({len(trials)} trial{'s' if len(trials) > 1 else ''})"
+             for message, trials in ordered[:limit]]
+    if len(ordered) > limit:
+        lines.append(f"... and {len(ordered) - limit} more")
+    return lines
+
+
+def _about_the_model(path: str) -> bool:
+    if any(part in path for part in _NOT_ABOUT_THE_MODEL):
+        return False
+    return "-packages/" not in path or any(part in path for part in _LIGHTNING)

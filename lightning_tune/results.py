@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Sequence
 
 import pandas as pd
 import torch
@@ -13,6 +13,7 @@ from ray.tune import ResultGrid
 
 from lightning_tune.errors import InvalidArgumentError
 from lightning_tune.lightning_cli import CONFIG_FILENAME as TRIAL_CONFIG_FILE
+from lightning_tune.rank_logs import model_warnings
 from lightning_tune.sharded_checkpoints import is_sharded_checkpoint, load_model_weights
 
 if TYPE_CHECKING:
@@ -69,8 +70,10 @@ class TuneLightningResult:
 
     def __init__(self, result_grid: ResultGrid, build_model: Callable[[Dict[str, Any]], Any],
                  metric: str, mode: str, checkpoint_filename: Optional[str] = "checkpoint",
-                 searched: Sequence[str] = ()) -> None:
+                 searched: Sequence[str] = (), tracker_hints: Sequence[str] = ()) -> None:
         self.result_grid = result_grid
+        #: where the trials' experiment trackers are and how to open them (summary lines)
+        self.tracker_hints = list(tracker_hints)
         self.metric, self.mode = metric, mode
         #: the searched parameter names (sampled or grid), in the space's order
         self.searched = list(searched)
@@ -210,12 +213,19 @@ class TuneLightningResult:
                          f"python main.py fit --config {self.best_config_file})")
         path = self.experiment_path
         lines += [f"experiment: {path}",
-                  f"each trial's folder there holds its rank logs (rank_N.log) and "
-                  f"Lightning's logs; plots and the trials table: lightning-tune report {path}",
+                  "each trial's folder there holds its rank logs (rank_N.log) and its "
+                  f"trackers' logs; plots and the trials table: lightning-tune report {path}",
+                  *self.tracker_hints,
                   f"continue it if interrupted: lightning_tune.resume({path!r}) or "
-                  f"lightning-tune resume {path}"]
+                  f"lightning-tune resume {path}",
+                  *_listed("warnings the trials logged, each once (all are in the rank logs)",
+                           model_warnings([trial.path for trial in self.result_grid]))]
         return "\n".join(lines)
 
     def __repr__(self) -> str:
         return (f"TuneLightningResult(trials={len(self.result_grid)}, best {self.metric}="
                 f"{self.best_metrics.get(self.metric)!r}, best_config={self.best_config!r})")
+
+
+def _listed(title: str, items: List[str]) -> List[str]:
+    return [f"{title}:", *(f"  - {item}" for item in items)] if items else []

@@ -18,6 +18,7 @@ from lightning_tune.errors import InvalidArgumentError, InvalidTypeError
 from lightning_tune.lightning_trees import tree_module, tree_of
 from lightning_tune.resources import check_worker_options, check_worker_shape, get_tune_resources
 from lightning_tune.routing import ConfigRouting
+from lightning_tune.trackers import check_loggers
 
 STRATEGIES = (None, "ddp", "fsdp", "horovod")
 DEFAULT_CHECKPOINT_FILENAME = "checkpoint"
@@ -28,8 +29,8 @@ _RESERVED_TRAINER_KWARGS = {"max_epochs": "max_epochs", "strategy": "strategy",
 # Fields that are objects, not settings: recorded by class path, or re-supplied on resume.
 _NOT_RECORDED = ("model_cls", "datamodule", "callbacks")
 # Fields recorded when they are plain data, else re-supplied (they hold objects, e.g. FSDP's
-# auto_wrap_policy or MixedPrecision).
-_RESUPPLIED_IF_OBJECTS = ("trainer_kwargs", "strategy_kwargs")
+# auto_wrap_policy or MixedPrecision, or loggers= as a function).
+_RESUPPLIED_IF_OBJECTS = ("trainer_kwargs", "strategy_kwargs", "loggers")
 
 
 @dataclass(frozen=True)
@@ -52,11 +53,16 @@ class TrialSpec:
     strategy_kwargs: Mapping[str, Any] = field(default_factory=dict)
     # a LightningCliConfig: trials build model, datamodule and trainer settings from it
     lightning_cli: Any = None
+    # the trackers each trial logs to (see lightning_tune.trackers): names, False, a function
+    loggers: Any = None
+    # the MLflow store the search named when it started (None: the trial's own default)
+    mlflow_uri: Optional[str] = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "trainer_kwargs", dict(self.trainer_kwargs or {}))
         object.__setattr__(self, "callbacks", tuple(self.callbacks or ()))
         object.__setattr__(self, "strategy_kwargs", dict(self.strategy_kwargs or {}))
+        object.__setattr__(self, "loggers", check_loggers(self.loggers))
         _check_model_class(self.model_cls)
         _check_datamodule(self.datamodule)
         self._check_lightning_cli()
@@ -83,6 +89,10 @@ class TrialSpec:
             if key in self.trainer_kwargs:
                 raise InvalidArgumentError(
                     f"trainer_kwargs may not set {key!r}: use the {instead} argument.")
+        if self.loggers is not None and "logger" in self.trainer_kwargs:
+            raise InvalidArgumentError(
+                "loggers= and trainer_kwargs['logger'] both set the trials' loggers: give one "
+                "(loggers= names the trackers, or takes a function trial -> [Lightning loggers]).")
         reporters = [callback for callback in self.callbacks if _is_reporter(callback)]
         if len(reporters) > 1:
             raise InvalidArgumentError(

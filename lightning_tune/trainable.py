@@ -22,6 +22,9 @@ from lightning_tune.process_state import start_afresh
 from lightning_tune.rank_logs import TRIAL_LOG, output_to, rank_log_path
 from lightning_tune.spec import TrialSpec
 from lightning_tune.strategies import make_strategy
+from lightning_tune.trackers import (LoggersArgument, TrialConfigLogged, TrialInfo,
+                                     trial_loggers)
+from lightning_tune.trial_folder import trial_folder
 
 
 def lightning_trainable(model_cls: type, *, datamodule: Any = None, metric: str = "val_loss",
@@ -32,17 +35,22 @@ def lightning_trainable(model_cls: type, *, datamodule: Any = None, metric: str 
                         callbacks: Optional[Sequence[Any]] = None,
                         worker_timeout_s: Optional[float] = None,
                         reuse_workers: bool = True,
-                        strategy_kwargs: Optional[Dict[str, Any]] = None) -> Callable[[dict], None]:
+                        strategy_kwargs: Optional[Dict[str, Any]] = None,
+                        loggers: LoggersArgument = None) -> Callable[[dict], None]:
     """A Tune function trainable, resources attached, that trains ``model_cls`` on a config.
 
     Each trial builds the model (and the datamodule, if a class) from its config, trains it
     with a fresh Trainer (``strategy="ddp"``, ``"fsdp"`` or ``"horovod"``: ``num_workers`` Ray
-    actors in the trial's own bundles; ``strategy_kwargs`` go to that strategy) and reports every validation epoch with a checkpoint. A
-    restarted trial resumes from its last checkpoint with its epoch count intact.
+    actors in the trial's own bundles; ``strategy_kwargs`` go to that strategy) and reports
+    every validation epoch with a checkpoint. A restarted trial resumes from its last
+    checkpoint with its epoch count intact.
     ``worker_timeout_s`` ends a trial whose rank makes no progress for that long (see
     :class:`~lightning_tune.RayDDPStrategy`). ``reuse_workers``: a trial process that Tune
     reuses (``TuneConfig(reuse_actors=True)``, which ``tune_lightning`` sets) keeps its
-    worker actors warm for the next trial. Every argument is checked here, before Ray starts.
+    worker actors warm for the next trial. ``loggers``: the trackers each trial logs to from
+    rank 0, named after the trial, its config as hyperparameters: names ("tensorboard", the
+    default; "csv"; "mlflow"), False for none, or a function :class:`~lightning_tune.trackers.
+    TrialInfo` -> [Lightning loggers]. Every argument is checked here, before Ray starts.
     """
     return trainable_for(TrialSpec.from_arguments(locals()))
 
@@ -66,7 +74,7 @@ class TrialRunner:
 
     def run(self, config: Dict[str, Any]) -> None:
         start_afresh()  # Tune may have run another trial in this process before
-        trial_dir = tune.get_context().get_trial_dir()
+        trial_dir = trial_folder()
         # what this process prints goes to the trial folder: rank 0's log when it trains
         # itself, trial.log when worker actors train (they keep rank logs of their own)
         log = rank_log_path(trial_dir, 0) if self.spec.strategy is None \
@@ -89,28 +97,34 @@ class TrialRunner:
         if reporter not in callbacks:
             callbacks.append(reporter)
         callbacks.append(TrialHyperparameters.make_for_tree(spec.tree, config))
+        callbacks.append(TrialConfigLogged.make_for_tree(spec.tree, config))
+        loggers = trial_loggers(spec.loggers, TrialInfo.current(config, trial_dir), spec.tree,
+                                spec.mlflow_uri)
         trainer = tree_module(spec.tree).Trainer(
-            **self._trainer_arguments(callbacks, settings, trial_dir))
+            **self._trainer_arguments(callbacks, loggers, settings, trial_dir))
         with _restored_checkpoint(spec.checkpoint_filename) as ckpt_path:
             fit_as_data(trainer, model, datamodule, ckpt_path)
 
-    def _trainer_arguments(self, callbacks: List[Any], settings: Dict[str, Any],
+    def _trainer_arguments(self, callbacks: List[Any], loggers: Any, settings: Dict[str, Any],
                            trial_dir: str) -> Dict[str, Any]:
-        """The toolkit's defaults (devices included), then the LightningCLI config's trainer
-        ``settings``, then ``trainer_kwargs``; epochs, strategy and callbacks, which the spec
-        owns, last."""
+        """The toolkit's defaults (devices and the default trackers included), then the
+        LightningCLI config's trainer ``settings``, then ``trainer_kwargs``; epochs, strategy,
+        callbacks and loggers the search names, which the spec owns, last."""
         spec = self.spec
         checkpoint_class = tree_module(spec.tree).callbacks.ModelCheckpoint
         arguments: Dict[str, Any] = dict(
             default_root_dir=trial_dir, enable_progress_bar=False, enable_model_summary=False,
             # Tune keeps the checkpoints; Lightning refuses False beside a ModelCheckpoint
-            enable_checkpointing=any(isinstance(c, checkpoint_class) for c in callbacks))
+            enable_checkpointing=any(isinstance(c, checkpoint_class) for c in callbacks),
+            logger=loggers)
         if spec.strategy is None:
             arguments.update(accelerator="gpu" if spec.gpus_per_worker else "cpu", devices=1)
         arguments.update(settings)
         arguments.update(spec.trainer_kwargs)
         arguments.update(max_epochs=spec.max_epochs, strategy=self._strategy(),
                          callbacks=callbacks)
+        if spec.loggers is not None:  # named by the search: not the project config's
+            arguments["logger"] = loggers
         return arguments
 
     def _strategy(self) -> Any:

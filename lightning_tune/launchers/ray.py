@@ -36,6 +36,7 @@ from lightning_tune.launchers.warm_pool import WARM_POOL, ParkedWorkers, pool_ke
 from lightning_tune.launchers.watchdog import Watchdog
 from lightning_tune.launchers.worker import TrainingWorker, WorkerOutput, recover_results_in_driver
 from lightning_tune.resources import bundle_fits, check_cluster_can_hold
+from lightning_tune.trial_folder import trial_folder
 
 log = logging.getLogger(__name__)
 _PLACEMENT_WAIT_LOG_S = 30.0
@@ -206,9 +207,7 @@ class RayLauncher:
 
 def _rank_logs(count: int) -> List[Optional[str]]:
     """Each rank's log file in this Tune trial's folder."""
-    from ray import tune
-
-    trial_dir = tune.get_context().get_trial_dir()
+    trial_dir = trial_folder()
     return [rank_log_path(trial_dir, rank) for rank in range(count)]
 
 

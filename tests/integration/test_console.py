@@ -45,13 +45,39 @@ def test_the_console_shows_the_search_not_its_ranks(console):
     first = text[:text.index("FIRST SEARCH DONE")]
     for noise in ["GPU available", "TrainingWorker pid", "hello from rank",
                   "Checkpoint successfully created", "snapshotting has been triggered",
-                  "Initializing distributed"]:
+                  "Initializing distributed", "driver_artifacts"]:
         assert noise not in first, f"{noise!r} reached the console"
     assert "Trial status:" in first  # Tune's table
     experiment = storage / "quiet"
     for line in ["best config: {'lr': ", f"experiment: {experiment}",
-                 f"lightning-tune report {experiment}", f"lightning-tune resume {experiment}"]:
+                 f"lightning-tune report {experiment}", f"lightning-tune resume {experiment}",
+                 f"tensorboard --logdir {experiment}"]:
         assert line in first
+    # a warning about the model: once for the search, not once per rank per trial
+    assert "warnings the trials logged, each once" in first
+    assert first.count("is smaller than the logging interval") == 1
+    assert "_pytree" not in first
+
+
+def test_tensorboard_shows_one_run_per_trial_with_its_config(console):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    storage, _ = console
+    experiment = storage / "quiet"
+    runs = {os.path.dirname(path) for path in
+            glob.glob(str(experiment / "**" / "events.out.tfevents.*"), recursive=True)}
+    trials = set(glob.glob(str(experiment / "*_0000*")))
+    assert runs == trials  # Tune's own TensorBoard logger is left out
+    learning_rates = set()
+    for run in runs:
+        events = EventAccumulator(run)
+        events.Reload()
+        assert len(events.Scalars("val_loss")) >= 1
+        content = events.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+        start = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info
+        learning_rates.add(start.hparams["lr"].number_value)
+    assert learning_rates == {0.01, 0.02}
 
 
 def test_each_rank_keeps_its_output_in_its_trial_folder(console):

@@ -81,6 +81,16 @@ def test_driver_killed_part_way_then_resumed(tmp_path, request):
     assert list(interrupted["epoch_seen"]) == [0, 1, 2, 3]
     assert list(interrupted["first_epoch_here"]) == [0, 0, 2, 2]
     assert len(result.dataframe) == 2 and (result.dataframe["status"] == "TERMINATED").all()
+    # the resumed trial went on logging into its MLflow run: one run per trial, every epoch
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{experiment}/mlflow.db")
+    (mlflow_experiment,) = client.search_experiments(filter_string="name = 'interrupted'")
+    runs = client.search_runs([mlflow_experiment.experiment_id])
+    assert len(runs) == 2 and {run.info.status for run in runs} == {"FINISHED"}
+    for run in runs:
+        epochs = client.get_metric_history(run.info.run_id, "epoch_seen")
+        assert sorted(point.value for point in epochs) == [0, 1, 2, 3]
 
 
 def test_errored_trials_are_retried_only_when_asked(ray_cluster, tmp_path):
