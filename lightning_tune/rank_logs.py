@@ -5,6 +5,10 @@ C++ extensions) goes to its log file instead of the console, where Ray would for
 prefixed, from every rank of every trial. The file descriptors themselves are redirected, so
 nothing that writes to stdout or stderr escapes; they are restored after the job, so a warm
 worker's next job logs to its own trial. A failed rank's error carries the end of its log.
+
+A rank on another node than its trial process logs to a file of its own node and sends the
+text back with its result (or its error); the trial process appends it to the rank's log in
+the trial folder, marked with the node it came from.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import contextlib
 import os
 import re
 import sys
+import tempfile
 import time
 import traceback
 from typing import Dict, Iterator, List, Optional, Sequence, Set
@@ -20,6 +25,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Set
 TAIL_LINES = 20
 TRIAL_LOG = "trial.log"  # a trial process's own output, when worker actors train for it
 _FAILED = "--- the job failed:"
+_FROM_NODE = "--- sent back from node"
 # a warning as Python (path:line: Category: message) and Lightning (path:line: message) print it
 _WARNING = re.compile(r"^(?P<path>/\S+\.py):\d+: (?P<message>.+)$")
 _LIGHTNING = ("/lightning/", "/pytorch_lightning/", "/lightning_fabric/")
@@ -30,12 +36,34 @@ def rank_log_path(trial_dir: str, rank: int) -> str:
     return os.path.join(trial_dir, f"rank_{rank}.log")
 
 
+def node_local_log() -> str:
+    """A new log file on this node, for a rank whose trial folder is on another node."""
+    handle, path = tempfile.mkstemp(prefix="lightning_tune_rank_", suffix=".log")
+    os.close(handle)
+    return path
+
+
+def take_log(path: str) -> str:
+    """The text of a node-local log, which is then removed."""
+    try:
+        with open(path, errors="replace") as handle:
+            return handle.read()
+    finally:
+        os.remove(path)
+
+
+def append_log(path: Optional[str], text: Optional[str], node: str) -> None:
+    """Add the log a rank sent back from ``node`` to its log in the trial folder."""
+    if path is None or not text:
+        return
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "a") as log:
+        log.write(f"{_FROM_NODE} {node}\n{text}")
+
+
 @contextlib.contextmanager
 def output_to(path: Optional[str]) -> Iterator[None]:
-    """This process's stdout and stderr appended to ``path`` while inside (None: unchanged).
-
-    A rank on another node than its trial writes to the same path on its own node.
-    """
+    """This process's stdout and stderr appended to ``path`` while inside (None: unchanged)."""
     if path is None:
         yield
         return
@@ -65,7 +93,7 @@ def output_to(path: Optional[str]) -> Iterator[None]:
 
 def log_tail(path: Optional[str], lines: int = TAIL_LINES) -> str:
     """The last ``lines`` lines the rank wrote before its error (which its exception already
-    shows), or "" where the log cannot be read from here (a rank on another node)."""
+    shows), or "" where there is none (a worker on another node that died sent nothing)."""
     if path is None or not os.path.isfile(path):
         return ""
     with open(path, errors="replace") as handle:

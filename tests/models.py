@@ -239,7 +239,8 @@ class ListenerProbeClassifier(DigitsClassifier):
 
 
 class StallingClassifier(DigitsClassifier):
-    """One rank sleeps inside training_step (a stalled rank); the others wait in a collective."""
+    """One rank says it stalls, then sleeps inside training_step; the others wait in a
+    collective."""
 
     def __init__(self, stall_rank: int = 1, stall_s: float = 600.0, **kwargs):
         super().__init__(**kwargs)
@@ -249,6 +250,7 @@ class StallingClassifier(DigitsClassifier):
         import time
 
         if self.global_rank == self.stall_rank and batch_idx == 3:
+            print(f"stalling on rank {self.global_rank}", flush=True)
             time.sleep(self.stall_s)
         return super().training_step(batch, batch_idx)
 

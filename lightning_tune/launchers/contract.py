@@ -33,6 +33,8 @@ class WorkerContext(NamedTuple):
     report_channel: Optional[ReportChannel]  # rank 0's way to the trial process (in Tune)
     step_marks: Optional[StepMarks]  # where to mark steps (with worker_timeout_s)
     log_path: Optional[str] = None  # where the rank's output goes (in Tune: its trial folder)
+    # the trial folder is on another node: log on this node, send the text back
+    send_log_back: bool = False
 
 
 @runtime_checkable

@@ -27,7 +27,7 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 from lightning_tune.bridge import Bridge, in_tune_trial
 from lightning_tune.cluster import ensure_ray
 from lightning_tune.errors import TrialShapeError, WorkerError
-from lightning_tune.rank_logs import log_tail, rank_log_path
+from lightning_tune.rank_logs import append_log, log_tail, rank_log_path
 from lightning_tune.launchers.contract import RayLaunchedStrategy, WorkerContext
 from lightning_tune.launchers.pickling import serialize_for_workers
 from lightning_tune.launchers.ranks import WorkerHost, assign_ranks
@@ -85,14 +85,18 @@ class RayLauncher:
             restore = files_for_other_nodes(restore_path(function, args, kwargs),
                                             [host.node_id for host in hosts])
             logs = _rank_logs(len(placements)) if in_trial else [None] * len(placements)
+            here = ray.get_runtime_context().get_node_id()
             running = {
                 worker.run.remote(payload_ref, placement, env,
                                   WorkerContext(channel, watchdog.marks_for(rank) if watchdog
-                                                else None, logs[rank]),
+                                                else None, logs[rank],
+                                                send_log_back=logs[rank] is not None
+                                                and hosts[rank].node_id != here),
                                   strategy.init_hook, restore): rank
                 for rank, (worker, placement, env) in enumerate(zip(self._workers, placements, envs))
             }
-            output = self._wait_for_workers(running, bridge, watchdog, logs)
+            output = self._wait_for_workers(running, bridge, watchdog, logs,
+                                            [host.node_id for host in hosts])
             finished = True
         finally:
             strategy.stop_backend()
@@ -161,13 +165,14 @@ class RayLauncher:
 
     # --- while they train ---------------------------------------------------------------------
     def _wait_for_workers(self, running: Dict[ray.ObjectRef, int], bridge: Optional[Bridge],
-                          watchdog: Optional[Watchdog],
-                          logs: List[Optional[str]]) -> WorkerOutput:
+                          watchdog: Optional[Watchdog], logs: List[Optional[str]],
+                          nodes: List[str]) -> WorkerOutput:
         """Block until every rank returns, passing rank 0's reports to Tune meanwhile.
 
         The first rank to fail ends the wait: its peers may be stuck in a collective. With a
-        watchdog, a rank that made no progress for too long ends it too. A failed rank's
-        error ends with the last lines of its log.
+        watchdog, a rank that made no progress for too long ends it too. A failed or stalled
+        rank's error ends with the last lines of its log; a rank on another node sends its
+        log back with its result or error.
         """
         outputs: Dict[int, Optional[WorkerOutput]] = {}
         pending = dict(running)
@@ -176,7 +181,11 @@ class RayLauncher:
             ready, _ = ray.wait(watched, num_returns=1,
                                 timeout=watchdog.poll_s if watchdog else None)
             if not ready:
-                watchdog.check()
+                try:
+                    watchdog.check()
+                except WorkerError as error:
+                    raise WorkerError(error.rank,
+                                      error.detail + _tail_of(logs[error.rank])) from None
                 continue
             ref = ready[0]
             if ref not in pending:
@@ -184,12 +193,15 @@ class RayLauncher:
                 continue
             rank = pending.pop(ref)
             try:
-                outputs[rank] = ray.get(ref)
+                result = ray.get(ref)
             except ray.exceptions.RayTaskError as error:
+                append_log(logs[rank], getattr(error.cause, "rank_log", None), nodes[rank])
                 raise WorkerError(rank, str(error) + _tail_of(logs[rank])) from error.cause
             except ray.exceptions.RayActorError as error:
                 raise WorkerError(rank, f"the worker process died: {error}"
                                   + _tail_of(logs[rank])) from None
+            append_log(logs[rank], result.log, nodes[rank])
+            outputs[rank] = result.output
         return outputs[0]
 
     # --- where workers go -----------------------------------------------------------------------

@@ -6,6 +6,7 @@ trainer, as Lightning's own spawn launcher does, so the driver's model is the tr
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Any, Callable, Dict, NamedTuple, Optional
 
@@ -17,7 +18,7 @@ from lightning_tune.launchers.contract import WorkerContext
 from lightning_tune.launchers.ranks import WorkerHost, WorkerPlacement, interface_of
 from lightning_tune.launchers.restore import RestoreFiles, materialize, remove_materialized
 from lightning_tune.process_state import release_leftovers, start_afresh
-from lightning_tune.rank_logs import output_to
+from lightning_tune.rank_logs import node_local_log, output_to, take_log
 
 
 class WorkerOutput(NamedTuple):
@@ -31,6 +32,14 @@ class WorkerOutput(NamedTuple):
     progress_bar_metrics: Dict[str, Any]
     fit_loop_state: Optional[dict]
     best_model_path: Optional[str]
+
+
+class RankResult(NamedTuple):
+    """What a rank returns: rank 0's output (None from the others), and the rank's log when
+    its trial folder is on another node."""
+
+    output: Optional[WorkerOutput]
+    log: Optional[str] = None
 
 
 @ray.remote
@@ -54,28 +63,41 @@ class TrainingWorker:
 
     def run(self, payload: bytes, placement: WorkerPlacement, env: Dict[str, str],
             context: WorkerContext, init_hook: Optional[Callable[[], None]],
-            restore: Optional[RestoreFiles] = None) -> Optional[WorkerOutput]:
+            restore: Optional[RestoreFiles] = None) -> RankResult:
         start_afresh(self._environ)
         os.environ.update(env)
         created = materialize(restore)  # the checkpoint to resume from, if not on this node
+        log = node_local_log() if context.send_log_back else context.log_path
         try:
-            with output_to(context.log_path):
-                if init_hook is not None:
-                    init_hook()
-                function, args, kwargs = ray.cloudpickle.loads(payload)
-                trainer = function.__self__
-                trainer.strategy.enter_worker(placement, context)
-                results = function(*args, **kwargs)
-                if context.step_marks is not None:
-                    context.step_marks.done()
-                output = collect_rank_zero_results(trainer, results, placement.global_rank)
-                # after a clean finish only: a failed job's worker is killed, and a collective
-                # shutdown here could hold back this rank's error while its peers wait
-                trainer.strategy.leave_worker()
-                return output
+            with output_to(log):
+                output = self._train(payload, placement, context, init_hook)
+        except BaseException as error:
+            if context.send_log_back:  # travels with the error, which Ray pickles
+                text = take_log(log)
+                with contextlib.suppress(AttributeError, TypeError):
+                    error.rank_log = text
+            raise
         finally:
             remove_materialized(created)
             release_leftovers()
+        return RankResult(output, take_log(log) if context.send_log_back else None)
+
+    @staticmethod
+    def _train(payload: bytes, placement: WorkerPlacement, context: WorkerContext,
+               init_hook: Optional[Callable[[], None]]) -> Optional[WorkerOutput]:
+        if init_hook is not None:
+            init_hook()
+        function, args, kwargs = ray.cloudpickle.loads(payload)
+        trainer = function.__self__
+        trainer.strategy.enter_worker(placement, context)
+        results = function(*args, **kwargs)
+        if context.step_marks is not None:
+            context.step_marks.done()
+        output = collect_rank_zero_results(trainer, results, placement.global_rank)
+        # after a clean finish only: a failed job's worker is killed, and a collective
+        # shutdown here could hold back this rank's error while its peers wait
+        trainer.strategy.leave_worker()
+        return output
 
 
 def _to_cpu(data: Any) -> Any:

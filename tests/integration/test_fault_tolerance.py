@@ -122,6 +122,7 @@ def test_a_stall_ends_a_horovod_trial_of_lightning_trainable(ray_cluster, tmp_pa
                                                 verbose=0)).fit()
     error = str(grid[0].error)
     assert "rank 0 made no progress" in error and "inside training_step" in error
+    assert "The last lines of its log" in error and "stalling on rank 0" in error
     assert time.monotonic() - started < 120  # not the 600 s the rank sleeps
 
 

@@ -21,8 +21,8 @@ from ray.tune import PlacementGroupFactory
 from lightning_tune import lightning_trainable, tune_lightning
 from lightning_tune.sharded_checkpoints import load_model_weights
 from tests.conftest import alive_actors
-from tests.models import (DigitsDataModule, NodeRecordingClassifier, RecordingClassifier,
-                          ShardRecordingClassifier)
+from tests.models import (DigitsDataModule, GreetingClassifier, NodeRecordingClassifier,
+                          RecordingClassifier, ShardRecordingClassifier)
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -102,6 +102,32 @@ def test_a_checkpoint_from_a_rank_on_another_node_travels_as_bytes(joined, tmp_p
     with result.checkpoint.as_directory() as directory:
         state = torch.load(os.path.join(directory, "checkpoint"), weights_only=True)
     assert state["epoch"] == 1 and state["state_dict"]  # the whole Lightning checkpoint arrived
+    # each rank logged on the second node and sent its log back to the trial's folder
+    for rank in (0, 1):
+        (pid,) = {r["pid"] for r in records(record_dir, "epoch_") if r["global_rank"] == rank}
+        with open(os.path.join(result.path, f"rank_{rank}.log")) as handle:
+            log = handle.read()
+        assert log.startswith(f"--- sent back from node {second.node_id}\n")
+        assert f" pid {pid}\n" in log and log.count(" pid ") == 1
+
+
+def test_a_rank_failing_on_another_node_sends_its_log_with_its_error(joined, tmp_path):
+    cluster, second = joined
+    trainable = tune.with_resources(
+        lightning_trainable(GreetingClassifier, datamodule=DigitsDataModule, max_epochs=1,
+                            strategy="ddp", num_workers=2),
+        PlacementGroupFactory([{"CPU": 0.01, "head_node": 0.01}]
+                              + [{"CPU": 1, "second_node": 1}] * 2))
+    grid = tune.Tuner(trainable, param_space={"fail_rank": 1},
+                      run_config=tune.RunConfig(storage_path=str(tmp_path), name="failing_apart",
+                                                verbose=0)).fit()
+    error = str(grid[0].error)
+    assert "Training worker rank 1 failed" in error
+    assert "The last lines of its log" in error and "about to fail on rank 1" in error
+    with open(os.path.join(grid[0].path, "rank_1.log")) as handle:
+        log = handle.read()
+    assert log.startswith(f"--- sent back from node {second.node_id}\n")
+    assert "ValueError: deliberate failure on rank 1" in log
 
 
 def test_a_sharded_checkpoint_gathers_the_shards_of_both_nodes(joined, tmp_path):
