@@ -49,8 +49,9 @@ def lightning_trainable(model_cls: type, *, datamodule: Any = None, metric: str 
     reuses (``TuneConfig(reuse_actors=True)``, which ``tune_lightning`` sets) keeps its
     worker actors warm for the next trial. ``loggers``: the trackers each trial logs to from
     rank 0, named after the trial, its config as hyperparameters: names ("tensorboard", the
-    default; "csv"; "mlflow"), False for none, or a function :class:`~lightning_tune.trackers.
-    TrialInfo` -> [Lightning loggers]. Every argument is checked here, before Ray starts.
+    default; "csv"; "mlflow"), False for none, or a function taking a
+    :class:`~lightning_tune.trackers.TrialInfo` and returning Lightning loggers. Every
+    argument is checked here, before Ray starts.
     """
     return trainable_for(TrialSpec.from_arguments(locals()))
 

@@ -20,6 +20,7 @@ from ray.tune import PlacementGroupFactory
 
 from lightning_tune import lightning_trainable, tune_lightning
 from lightning_tune.sharded_checkpoints import load_model_weights
+from lightning_tune.trial_history import KeepTrialHistory
 from tests.conftest import alive_actors
 from tests.models import (DigitsDataModule, GreetingClassifier, NodeRecordingClassifier,
                           RecordingClassifier, ShardRecordingClassifier)
@@ -149,7 +150,9 @@ def test_a_sharded_checkpoint_gathers_the_shards_of_both_nodes(joined, tmp_path)
     grid = tune.Tuner(trainable, param_space={
         "record_dir": str(record_dir), "marker_path": str(marker), "fail_at_epoch": 1, "lr": 1e-2},
         run_config=tune.RunConfig(storage_path=str(tmp_path), name="shards_apart", verbose=0,
-                                  failure_config=tune.FailureConfig(max_failures=1))).fit()
+                                  failure_config=tune.FailureConfig(max_failures=1),
+                                  # the restart must not lose its first report (see the README)
+                                  callbacks=[KeepTrialHistory()])).fit()
     result = grid[0]
     assert result.error is None and marker.exists()
     assert list(result.metrics_dataframe["epoch_seen"]) == [0.0, 1.0]

@@ -12,7 +12,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from lightning_tune import TrialSpec
-from lightning_tune.errors import InvalidArgumentError, InvalidTypeError
+from lightning_tune.errors import (InvalidArgumentError, InvalidTypeError,
+                                   MissingDependencyError)
 from lightning_tune.examples import DigitsClassifier, DigitsDataModule
 from lightning_tune.run_settings import tune_environment
 from lightning_tune.trackers import (TRIAL_ID_TAG, TrialConfigLogged, TrialInfo, check_loggers,
@@ -89,6 +90,18 @@ def test_tensorboard_writes_into_the_trial_folder_and_csv_beside_it(tmp_path):
     (default,) = trial_loggers(None, info, "pytorch_lightning")
     assert isinstance(default, pytorch_lightning.loggers.TensorBoardLogger)
     assert trial_loggers(False, info, "lightning.pytorch") is False
+
+
+def test_csv_is_the_default_where_no_tensorboard_is_installed(tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None if name in (
+        "tensorboard", "tensorboardX") else real(name, *args))
+    (default,) = trial_loggers(None, trial(tmp_path), "lightning.pytorch")
+    assert isinstance(default, pl.loggers.CSVLogger)
+    with pytest.raises(MissingDependencyError, match="pip install tensorboard"):
+        check_loggers("tensorboard")
 
 
 def test_a_function_gets_the_trial_and_may_return_one_logger(tmp_path):
