@@ -10,7 +10,10 @@ whose strategy (``strategies``) has its ranks started by ``launchers``; rank 0's
 ``callbacks`` report over the ``bridge``; ``results`` and ``plots`` read what came back.
 ``rank_logs`` keeps what each rank prints in its trial folder (``trial_folder`` says which
 folder), ``trackers`` gives each trial its experiment trackers (TensorBoard, CSV, MLflow) and
-``run_settings`` the RunConfig and Tune defaults a search runs with. A LightningCLI project's config
+``run_settings`` the RunConfig and Tune defaults a search runs with, with ``stopping`` (time
+budget, stopping rules) and ``warm_start`` (an earlier search told to the searcher);
+``importance`` asks Optuna which hyperparameters mattered; ``pareto`` and
+``multi_objective_asha`` rank trials on several objectives. A LightningCLI project's config
 is searched by ``lightning_cli_search`` (``tune_lightning_cli``), which reads it through
 ``lightning_cli`` and, in each trial, ``trial_cli``. The ``pytorch_lightning`` twins of the
 strategies and callbacks are in ``lightning_tune.pytorch_lightning``.

@@ -8,7 +8,6 @@ made from the spec; then the result grid becomes a :class:`TuneLightningResult`.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -23,7 +22,8 @@ from lightning_tune.cluster import ensure_ray
 from lightning_tune.errors import (AllTrialsFailedError, ExperimentExistsError,
                                    ExperimentNotFoundError, InvalidArgumentError)
 from lightning_tune.lightning_cli import LightningCliConfig
-from lightning_tune.record import ExperimentRecord, read_record, write_record
+from lightning_tune.record import (ExperimentRecord, check_experiment_state, read_record,
+                                   write_record)
 from lightning_tune.resources import check_cluster_can_hold
 from lightning_tune.results import TuneLightningResult
 from lightning_tune.routing import ConfigRouting
@@ -31,10 +31,13 @@ from lightning_tune.run_settings import run_config, tune_environment
 from lightning_tune.searchers import make_scheduler, make_search_alg
 from lightning_tune.spaces import SearchSpace, load_space
 from lightning_tune.spec import TrialSpec
+from lightning_tune.stopping import (SearchTimeBudget, StopArgument, budget_notes,
+                                     check_time_budget, restored_budget, trial_stopper)
 from lightning_tune.trackers import (LoggersArgument, check_loggers, loggers_in_effect,
                                      prepare_trackers, search_mlflow_uri, tracker_hints)
 from lightning_tune.trainable import trainable_for
 from lightning_tune.trial_names import TrialNamer
+from lightning_tune.warm_start import evaluated_points
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +76,9 @@ def tune_lightning(
     strategy_kwargs: Optional[Dict[str, Any]] = None,
     lightning_cli: Optional[LightningCliConfig] = None,
     loggers: LoggersArgument = None,
+    time_budget_s: Optional[float] = None,
+    stop: StopArgument = None,
+    warm_start: Any = None,
 ) -> TuneLightningResult:
     """Search ``space`` for the best hyperparameters of ``model_cls`` with Ray Tune.
 
@@ -90,8 +96,14 @@ def tune_lightning(
     ``lightning_cli``: trials build everything from this LightningCLI config instead (see
     :func:`tune_lightning_cli`, which makes it). ``loggers``: each trial's experiment trackers
     ("tensorboard" by default, "csv", "mlflow", False, or a function trial -> [loggers]; see
-    :mod:`lightning_tune.trackers`).
+    :mod:`lightning_tune.trackers`). ``time_budget_s``: after this many seconds each running
+    trial reports once more, then the search ends and returns its result; ``resume`` continues
+    it. ``stop``: when a trial stops early: a dict of metric thresholds, ``"plateau"``, or a
+    Tune Stopper (see :func:`lightning_tune.stopping.trial_stopper`). ``warm_start``: an
+    earlier experiment's folder or result, whose finished trials Optuna starts from.
     """
+    budget = SearchTimeBudget(check_time_budget(time_budget_s))
+    stopper = trial_stopper(stop, metric, mode)
     mlflow_uri = search_mlflow_uri(check_loggers(loggers))
     spec = TrialSpec.from_arguments(locals())  # every trial setting, checked
     search_space = load_space(space)
@@ -102,8 +114,9 @@ def tune_lightning(
     _check_positive_int("max_failures", max_failures, minimum=-1)
     if max_concurrent_trials is not None:
         _check_positive_int("max_concurrent_trials", max_concurrent_trials)
-    search, param_space = make_search_alg(search_alg, search_space, metric, mode, seed,
-                                          max_concurrent_trials)
+    search, param_space = make_search_alg(
+        search_alg, search_space, metric, mode, seed, max_concurrent_trials,
+        evaluated=evaluated_points(warm_start, search_space, metric, mode, search_alg))
     trial_scheduler = make_scheduler(scheduler, max_epochs, search_space, search_alg)
 
     searched = search_space.sampled_parameters() + search_space.grid_parameters()
@@ -126,7 +139,9 @@ def tune_lightning(
     resources = spec.trial_resources()
     check_cluster_can_hold(resources.bundles, placement_strategy=resources.strategy,
                            what=f"Each trial (strategy={strategy!r}, num_workers={num_workers})")
-    write_record(experiment_path, spec, searched)
+    write_record(experiment_path, spec, searched, search={
+        "time_budget_s": budget.seconds, "stop": stop if isinstance(stop, (str, dict)) else
+        None if stop is None else f"{type(stop).__module__}.{type(stop).__qualname__}"})
     trainable = trainable_for(spec)
     tuner = tune.Tuner(
         trainable,
@@ -140,10 +155,13 @@ def tune_lightning(
                                reuse_actors=reuse_workers),
         run_config=run_config(name=name, storage_path=storage_path, verbose=verbose,
                               max_failures=max_failures, metric=metric, mode=mode,
-                              scheduler=scheduler),
+                              scheduler=scheduler, budget=budget, stop=stopper),
     )
     with tune_environment():
-        result = _result_or_error(tuner.fit(), spec, searched, experiment_path)
+        result_grid = tuner.fit()
+    if stopper is not None and stopper.error is not None:
+        raise stopper.error  # a stopping rule named a metric the trials do not log
+    result = _result_or_error(result_grid, spec, searched, experiment_path, budget)
     if verbose >= 1:
         print(f"\n{result.summary()}")
     return result
@@ -153,7 +171,8 @@ def resume(experiment_path: str, *, resume_errored: bool = False,
            callbacks: Optional[Sequence[Any]] = None, datamodule: Any = None,
            trainer_kwargs: Optional[Dict[str, Any]] = None,
            strategy_kwargs: Optional[Dict[str, Any]] = None,
-           loggers: LoggersArgument = None) -> TuneLightningResult:
+           loggers: LoggersArgument = None,
+           time_budget_s: Optional[float] = None) -> TuneLightningResult:
     """Continue an interrupted ``tune_lightning`` experiment from its directory alone.
 
     Finished trials are not run again; trials that were running continue from their last
@@ -162,7 +181,8 @@ def resume(experiment_path: str, *, resume_errored: bool = False,
     directory recorded. What was not plain data (callbacks, a datamodule instance,
     trainer_kwargs or strategy_kwargs holding objects, a loggers function) cannot be recorded
     and must be given again. A trial's trackers continue its runs (the same TensorBoard folder,
-    the same MLflow run).
+    the same MLflow run). ``time_budget_s``: a budget for this continuation (the search's
+    first budget is not carried over; without one, the search runs to its end).
     """
     experiment_path = os.path.abspath(os.path.expanduser(experiment_path))
     record = read_record(experiment_path)
@@ -174,47 +194,30 @@ def resume(experiment_path: str, *, resume_errored: bool = False,
             f"This experiment was started with {', '.join(missing)} that cannot be recorded as "
             "plain data: pass them again, e.g. resume(path, "
             + ", ".join(f"{name}=..." for name in missing) + ").")
+    seconds = check_time_budget(time_budget_s)
+    if seconds is not None and record.search is None:
+        raise InvalidArgumentError(
+            f"The experiment at {experiment_path} was started by an older lightning-tune, "
+            "which could not give a resumed search a time budget: resume it without "
+            "time_budget_s.")
     spec = record.trial_spec(**given)
     if not tune.Tuner.can_restore(experiment_path):
         raise ExperimentNotFoundError(
             f"{experiment_path} holds no Tune experiment state to resume (the search stopped "
             "before Tune saved any).")
-    _check_experiment_state(experiment_path)
+    check_experiment_state(experiment_path)
     prepare_trackers(spec.loggers, os.path.basename(experiment_path), experiment_path,
                      spec.mlflow_uri)
     ensure_ray()
-    tuner = tune.Tuner.restore(experiment_path, trainable_for(spec), resume_unfinished=True,
-                               resume_errored=resume_errored, restart_errored=False)
+    with restored_budget(seconds) as budget:
+        tuner = tune.Tuner.restore(experiment_path, trainable_for(spec), resume_unfinished=True,
+                                   resume_errored=resume_errored, restart_errored=False)
     # an experiment recorded before the search named Tune's loggers keeps Tune's defaults
     with tune_environment(own_loggers="loggers" in record.settings):
-        return _result_or_error(tuner.fit(), spec, record.searched, experiment_path)
+        return _result_or_error(tuner.fit(), spec, record.searched, experiment_path, budget)
 
 
 _resume_experiment = resume  # tune_lightning's own ``resume`` flag hides the function
-
-
-def _check_experiment_state(experiment_path: str) -> None:
-    """Refuse a cut-short experiment state, which Tune would replace by a fresh search.
-
-    Tune copies its state into storage file by file; a driver killed during that copy can
-    leave the newest state file empty. Tune then logs the error and quietly starts the search
-    over (new trials, default configs) instead of continuing it.
-    """
-    from ray.tune.execution.experiment_state import _find_newest_experiment_checkpoint
-
-    newest = _find_newest_experiment_checkpoint(experiment_path)
-    if newest is None:
-        return
-    try:
-        with open(newest) as handle:
-            json.load(handle)
-    except ValueError as error:
-        raise InvalidArgumentError(
-            f"Tune's experiment state {newest} is empty or cut short ({error}): the driver was "
-            "probably killed while Tune was writing it, so the trials' progress cannot be read "
-            "and Tune would start the search over. Nothing was run. Trials' checkpoints and "
-            "results in the folder are untouched; start a new experiment (another name) to "
-            "search again.") from error
 
 
 def load_result(experiment_path: str) -> TuneLightningResult:
@@ -265,7 +268,7 @@ class _RecordedModel:
 
 
 def _result_or_error(result_grid: tune.ResultGrid, spec: TrialSpec, searched: Sequence[str],
-                     experiment_path: str) -> TuneLightningResult:
+                     experiment_path: str, budget: SearchTimeBudget) -> TuneLightningResult:
     errors = result_grid.errors
     if errors and len(errors) == len(result_grid):
         raise AllTrialsFailedError(
@@ -277,4 +280,6 @@ def _result_or_error(result_grid: tune.ResultGrid, spec: TrialSpec, searched: Se
                                checkpoint_filename=spec.checkpoint_filename, searched=searched,
                                tracker_hints=tracker_hints(
                                    loggers_in_effect(spec.loggers, spec.trainer_kwargs),
-                                   experiment_path, spec.mlflow_uri))
+                                   experiment_path, spec.mlflow_uri),
+                               notes=budget_notes(budget, result_grid),
+                               interrupted=budget.cut_short)

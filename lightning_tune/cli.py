@@ -27,7 +27,7 @@ _NOT_IN_YAML = {
 }
 # keys of a run file that searches a LightningCLI config (cli_config:) instead of model:
 _CLI_CONFIG_KEYS = ("cli_config", "model_class", "datamodule_class", "cli_class")
-from lightning_tune.errors import LightningTuneError
+from lightning_tune.errors import InvalidArgumentError, LightningTuneError
 
 
 class _UsageError(LightningTuneError):
@@ -50,7 +50,8 @@ def _parser() -> argparse.ArgumentParser:
                     "search_spaces, a list of them, a YAML file, or the parameters inline) and "
                     "any other tune_lightning argument with a plain value (metric, mode, "
                     "num_samples, max_epochs, strategy, strategy_kwargs, scheduler, "
-                    "trainer_kwargs, loggers, ...). Paths in the file are relative to the file. Example: "
+                    "trainer_kwargs, loggers, time_budget_s, stop, warm_start, ...). Paths in "
+                    "the file (space, storage_path, warm_start, ...) are relative to it. Example: "
                     "lightning_tune/examples/digits_search.yaml.")
     run.add_argument("config", metavar="CONFIG.yaml", help="the search, as a YAML file")
     run.add_argument("--name", help="the experiment's name (overrides `name` in the file)")
@@ -64,9 +65,9 @@ def _parser() -> argparse.ArgumentParser:
     report = commands.add_parser(
         "report", help="show the trials and plots of an experiment",
         description="Read a finished or interrupted tune_lightning experiment without running "
-                    "anything: print a table of its trials and its best trial, and write "
-                    "optimisation_history.png, parallel_coordinates.png and "
-                    "learning_curves.png.")
+                    "anything: print a table of its trials, its best trial and which "
+                    "hyperparameters mattered (fANOVA), and write optimisation_history.png, "
+                    "parallel_coordinates.png, learning_curves.png and importance.png.")
     report.add_argument("path", metavar="PATH",
                         help="the experiment folder (storage_path/name)")
     report.add_argument("--out", metavar="DIR",
@@ -81,6 +82,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="the experiment directory (storage_path/name)")
     resume.add_argument("--resume-errored", action="store_true",
                         help="also retry trials that had failed")
+    resume.add_argument("--time-budget-s", metavar="SECONDS", type=float,
+                        help="end the continued search after this long; resume again to go on")
     resume.set_defaults(handler=_resume)
     return parser
 
@@ -127,18 +130,28 @@ def _run(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     from lightning_tune.api import load_result
+    from lightning_tune.importance import importance_lines
 
     result = load_result(args.path)
     print(_trials_table(result))
     _print_best(result)
-    _print_plots(result.save_plots(args.out or result.experiment_path))
+    print("\n".join(importance_lines(result)))
+    directory = args.out or result.experiment_path
+    paths = result.save_plots(directory)
+    try:
+        result.plot_importance(path=os.path.join(directory, "importance.png"))
+        paths["importance"] = os.path.join(directory, "importance.png")
+    except InvalidArgumentError:  # too few trials: the lines above said so
+        pass
+    _print_plots(paths)
     return 0
 
 
 def _resume(args: argparse.Namespace) -> int:
     from lightning_tune.api import resume
 
-    result = resume(args.path, resume_errored=args.resume_errored)
+    result = resume(args.path, resume_errored=args.resume_errored,
+                    time_budget_s=args.time_budget_s)
     _print_best(result)
     return 0
 
@@ -195,9 +208,9 @@ def read_run_config(path: str) -> Dict[str, Any]:
         if data.get("datamodule") is not None:
             arguments["datamodule"] = _import(path, "datamodule", data["datamodule"])
     arguments["space"] = _space(path, data.get("space"), folder)
-    if isinstance(arguments.get("storage_path"), str):
-        arguments["storage_path"] = os.path.join(folder, os.path.expanduser(
-            arguments["storage_path"]))
+    for key in ("storage_path", "warm_start"):  # folders, relative to the file
+        if isinstance(arguments.get(key), str):
+            arguments[key] = os.path.join(folder, os.path.expanduser(arguments[key]))
     return arguments
 
 

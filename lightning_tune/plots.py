@@ -24,10 +24,9 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
-from ray.tune.result import AUTO_RESULT_KEYS
 
 from lightning_tune.errors import InvalidArgumentError, InvalidTypeError
-from lightning_tune.results import trial_id_of
+from lightning_tune.results import NOT_METRICS, trial_id_of
 
 if TYPE_CHECKING:
     from lightning_tune.results import TuneLightningResult
@@ -38,7 +37,6 @@ PLOT_FILES = {"optimisation_history": "optimisation_history.png",
 DPI = 100
 # Beyond this many trials the learning-curve legend names only the best ones.
 LEGEND_MAX_TRIALS = 10
-_NOT_METRICS = set(AUTO_RESULT_KEYS) | {"trial_id", "done", "should_checkpoint"}
 _PAD = 0.05  # margin above and below each vertical axis, as a fraction of its span
 
 
@@ -81,7 +79,7 @@ def _reported_metrics(result: "TuneLightningResult") -> List[str]:
     names: Dict[str, None] = {}
     for trial in _trials(result):
         for column in trial.history.columns:
-            if (column not in _NOT_METRICS and not column.startswith("config/")
+            if (column not in NOT_METRICS and not column.startswith("config/")
                     and pd.api.types.is_numeric_dtype(trial.history[column])
                     and not pd.api.types.is_bool_dtype(trial.history[column])):
                 names[column] = None

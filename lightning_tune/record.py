@@ -12,9 +12,10 @@ import importlib
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-from lightning_tune.errors import ExperimentNotFoundError, RecordedClassImportError
+from lightning_tune.errors import (ExperimentNotFoundError, InvalidArgumentError,
+                                   RecordedClassImportError)
 from lightning_tune.spec import TrialSpec
 
 RECORD_FILE = "lightning_tune.json"
@@ -51,6 +52,8 @@ class ExperimentRecord:
     settings: Dict[str, Any]
     searched: List[str] = field(default_factory=list)
     must_resupply: List[str] = field(default_factory=list)
+    #: the search's own settings (time budget, stopping rules); None: recorded before them
+    search: Optional[Dict[str, Any]] = None
 
     @property
     def metric(self) -> str:
@@ -76,7 +79,9 @@ class ExperimentRecord:
         return TrialSpec.from_record(self.settings, self.model_cls(), **objects)
 
 
-def write_record(experiment_path: str, spec: TrialSpec, searched: Sequence[str]) -> None:
+def write_record(experiment_path: str, spec: TrialSpec, searched: Sequence[str],
+                 search: Optional[Mapping[str, Any]] = None) -> None:
+    """``search``: the search's own settings as plain data (Tune keeps the objects)."""
     datamodule = spec.datamodule
     record = {
         "format": FORMAT,
@@ -86,6 +91,7 @@ def write_record(experiment_path: str, spec: TrialSpec, searched: Sequence[str])
         "settings": {**spec.to_record(),
                      "callbacks": [class_path(type(callback)) for callback in spec.callbacks]},
         "searched": list(searched),
+        "search": dict(search or {}),
     }
     os.makedirs(experiment_path, exist_ok=True)
     with open(os.path.join(experiment_path, RECORD_FILE), "w") as handle:
@@ -113,4 +119,29 @@ def read_record(experiment_path: str) -> ExperimentRecord:
     settings.pop("searched", None)
     return ExperimentRecord(model_path=data["model_cls"], datamodule_path=data.get("datamodule"),
                             settings=settings, searched=list(searched),
-                            must_resupply=list(data.get("must_resupply", [])))
+                            must_resupply=list(data.get("must_resupply", [])),
+                            search=data.get("search"))
+
+
+def check_experiment_state(experiment_path: str) -> None:
+    """Refuse a cut-short experiment state, which Tune would replace by a fresh search.
+
+    Tune copies its state into storage file by file; a driver killed during that copy can
+    leave the newest state file empty. Tune then logs the error and quietly starts the search
+    over (new trials, default configs) instead of continuing it.
+    """
+    from ray.tune.execution.experiment_state import _find_newest_experiment_checkpoint
+
+    newest = _find_newest_experiment_checkpoint(experiment_path)
+    if newest is None:
+        return
+    try:
+        with open(newest) as handle:
+            json.load(handle)
+    except ValueError as error:
+        raise InvalidArgumentError(
+            f"Tune's experiment state {newest} is empty or cut short ({error}): the driver was "
+            "probably killed while Tune was writing it, so the trials' progress cannot be read "
+            "and Tune would start the search over. Nothing was run. Trials' checkpoints and "
+            "results in the folder are untouched; start a new experiment (another name) to "
+            "search again.") from error

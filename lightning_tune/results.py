@@ -10,6 +10,7 @@ import pandas as pd
 import torch
 from ray import tune
 from ray.tune import ResultGrid
+from ray.tune.result import AUTO_RESULT_KEYS
 
 from lightning_tune.errors import InvalidArgumentError
 from lightning_tune.lightning_cli import CONFIG_FILENAME as TRIAL_CONFIG_FILE
@@ -18,6 +19,9 @@ from lightning_tune.sharded_checkpoints import is_sharded_checkpoint, load_model
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+
+#: what Tune adds to every report, and the bridge's own keys: not metrics of the model
+NOT_METRICS = frozenset(AUTO_RESULT_KEYS) | {"trial_id", "done", "should_checkpoint"}
 
 
 def best_of(values: pd.Series, mode: str) -> Any:
@@ -70,8 +74,13 @@ class TuneLightningResult:
 
     def __init__(self, result_grid: ResultGrid, build_model: Callable[[Dict[str, Any]], Any],
                  metric: str, mode: str, checkpoint_filename: Optional[str] = "checkpoint",
-                 searched: Sequence[str] = (), tracker_hints: Sequence[str] = ()) -> None:
+                 searched: Sequence[str] = (), tracker_hints: Sequence[str] = (),
+                 notes: Sequence[str] = (), interrupted: Sequence[str] = ()) -> None:
         self.result_grid = result_grid
+        #: how the search ended, where that needs saying (a time budget that ran out)
+        self.notes = list(notes)
+        #: ids of the trials the search ended before their end (``resume`` continues them)
+        self.interrupted = list(interrupted)
         #: where the trials' experiment trackers are and how to open them (summary lines)
         self.tracker_hints = list(tracker_hints)
         self.metric, self.mode = metric, mode
@@ -81,7 +90,9 @@ class TuneLightningResult:
         self.checkpoint_filename = checkpoint_filename
         self._build_model = build_model
         self._best = result_grid.get_best_result(metric=metric, mode=mode, scope="all")
-        self.best_checkpoint: Optional[tune.Checkpoint] = self._best.get_best_checkpoint(metric, mode)
+        # none registered: the search ended before Tune took the trial's first checkpoint
+        self.best_checkpoint: Optional[tune.Checkpoint] = self._best.get_best_checkpoint(
+            metric, mode) if self._best.best_checkpoints else None
         self.best_metrics: Dict[str, Any] = self._metrics_of(self.best_checkpoint)
 
     def _metrics_of(self, checkpoint: Optional[tune.Checkpoint]) -> Dict[str, Any]:
@@ -119,6 +130,7 @@ class TuneLightningResult:
     def dataframe(self) -> pd.DataFrame:
         """One row per trial: its id, searched values (plain names), status, metrics.
 
+        The status is TERMINATED, ERROR, or INTERRUPTED for a trial a time budget cut short.
         A trial that failed before its first report has a row too (status ERROR, no metrics),
         which Tune's own dataframe leaves out.
         """
@@ -130,7 +142,8 @@ class TuneLightningResult:
         if unreported:
             frame = pd.concat([frame, pd.DataFrame(unreported)], ignore_index=True)
         frame = frame.rename(columns={f"config/{name}": name for name in self.searched})
-        statuses = {trial_id_of(result): "ERROR" if result.error else "TERMINATED"
+        statuses = {trial_id_of(result): "ERROR" if result.error else "INTERRUPTED"
+                    if trial_id_of(result) in self.interrupted else "TERMINATED"
                     for result in self.result_grid}
         if "trial_id" in frame:
             frame.insert(1, "status", [statuses.get(trial_id, "") for trial_id in frame["trial_id"]])
@@ -192,6 +205,25 @@ class TuneLightningResult:
 
         return plots.learning_curves(self, metric=metric, path=path)
 
+    def importance(self, metric: Optional[str] = None, mode: Optional[str] = None,
+                   evaluator: str = "fanova") -> Dict[str, float]:
+        """Which searched hyperparameters mattered for ``metric`` (default: the searched one;
+        another needs its ``mode``): each one's share, summing to 1, most important first.
+
+        Optuna's ``evaluator`` ("fanova" or "ped-anova") over the finished trials, each with its
+        best reported value; at least 4 are needed. See :mod:`lightning_tune.importance`.
+        """
+        from lightning_tune import importance
+
+        return importance.param_importances(self, metric, mode, evaluator)
+
+    def plot_importance(self, metric: Optional[str] = None, mode: Optional[str] = None,
+                        evaluator: str = "fanova", path: Optional[str] = None) -> "Figure":
+        """:meth:`importance` as Optuna's bar chart; ``path``: also save it there (PNG)."""
+        from lightning_tune import importance
+
+        return importance.plot_importance(self, metric, mode, evaluator, path=path)
+
     def save_plots(self, directory: str) -> Dict[str, str]:
         """Write the three plots as PNG into ``directory``; returns their paths by plot name."""
         from lightning_tune import plots
@@ -206,7 +238,7 @@ class TuneLightningResult:
         if trial_id is not None:
             lines.append(f"best trial: {trial_id}"
                          + (f" (epoch {epoch})" if epoch is not None else ""))
-        lines += [f"best config: {self.best_config}",
+        lines += [*self.notes, f"best config: {self.best_config}",
                   f"best {self.metric}: {self.best_metrics.get(self.metric)}"]
         if self.best_config_file:
             lines.append(f"best trial's config: {self.best_config_file} (re-run it alone: "

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Iterator
+from typing import Iterator, Optional
 
 from ray.tune import CheckpointConfig, FailureConfig, RunConfig, SyncConfig
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+from ray.tune.stopper import CombinedStopper, Stopper
 
+from lightning_tune.stopping import SearchTimeBudget
 from lightning_tune.trial_history import KeepTrialHistory
 
 _ENVIRONMENT = {
@@ -28,13 +30,18 @@ _ENVIRONMENT = {
 
 
 def run_config(*, name: str, storage_path: str, verbose: int, max_failures: int, metric: str,
-               mode: str, scheduler: object) -> RunConfig:
-    """The RunConfig of a new search."""
+               mode: str, scheduler: object, budget: SearchTimeBudget,
+               stop: Optional[Stopper]) -> RunConfig:
+    """The RunConfig of a new search.
+
+    ``budget`` is always there, so that ``resume`` can give a search a budget it had not.
+    """
     return RunConfig(
         name=name, storage_path=storage_path, verbose=verbose,
         failure_config=FailureConfig(max_failures=max_failures),
+        stop=budget if stop is None else CombinedStopper(stop, budget),
         # KeepTrialHistory first: it brings storage up to date before the loggers read it
-        callbacks=[KeepTrialHistory(), JsonLoggerCallback(), CSVLoggerCallback()],
+        callbacks=[KeepTrialHistory(), budget, JsonLoggerCallback(), CSVLoggerCallback()],
         # a trial's own files (its config.yaml, its trackers' logs) are written into its
         # working folder; Tune copies that folder into the experiment on every checkpoint
         sync_config=SyncConfig(sync_artifacts=True),

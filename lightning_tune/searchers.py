@@ -8,7 +8,7 @@ starts, naming the parameter and what would work instead.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 from ray.tune.schedulers import (ASHAScheduler, FIFOScheduler, HyperBandScheduler,
                                  MedianStoppingRule, PopulationBasedTraining, TrialScheduler)
@@ -60,9 +60,13 @@ def check_space_for_searcher(space: SearchSpace, search_alg: Any) -> None:
 
 def make_search_alg(search_alg: Union[str, Searcher, SearchAlgorithm], space: SearchSpace,
                     metric: str, mode: str, seed: Optional[int] = None,
-                    max_concurrent: Optional[int] = None
+                    max_concurrent: Optional[int] = None,
+                    evaluated: Tuple[List[Dict[str, Any]], List[float]] = ([], [])
                     ) -> Tuple[Union[Searcher, SearchAlgorithm], Dict[str, Any]]:
     """The search algorithm and the ``param_space`` to give Tune with it.
+
+    ``evaluated``: configs already evaluated and their values (an earlier search's, see
+    :mod:`lightning_tune.warm_start`), which Optuna takes as completed trials.
 
     ``seed`` makes the sequence of configs repeatable for every named searcher.
     ``max_concurrent`` goes to the variant generator itself: Tune applies
@@ -86,8 +90,10 @@ def make_search_alg(search_alg: Union[str, Searcher, SearchAlgorithm], space: Se
     from ray.tune.search.optuna import OptunaSearch
 
     sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=STARTUP_TRIALS)
+    configs, values = evaluated
     if not space.conditional:
-        return OptunaSearch(sampler=sampler), space.to_tune(seed)
+        return (OptunaSearch(sampler=sampler, points_to_evaluate=configs or None,
+                             evaluated_rewards=values or None), space.to_tune(seed))
     constants = {name: entry for name, entry in space.entries.items()
                  if not isinstance(entry, Parameter)}
     return (OptunaSearch(space=_DefineByRun(space), metric=metric, mode=mode, sampler=sampler),

@@ -131,6 +131,12 @@ def test_run_file_paths_are_relative_to_the_file(tmp_path):
     arguments = read_run_config(str(tmp_path / "search.yaml"))
     assert arguments == {"model_cls": DigitsClassifier, "space": str(tmp_path / "space.yaml"),
                          "storage_path": str(tmp_path / "results"), "max_epochs": 2}
+    (tmp_path / "budget.yaml").write_text(
+        f"model: {MODEL}\nspace: space.yaml\ntime_budget_s: 600\nwarm_start: earlier\n"
+        "stop: {val_acc: 0.97, plateau: 3}\n")
+    arguments = read_run_config(str(tmp_path / "budget.yaml"))
+    assert (arguments["time_budget_s"], arguments["warm_start"], arguments["stop"]) == (
+        600, str(tmp_path / "earlier"), {"val_acc": 0.97, "plateau": 3})
     (tmp_path / "merged.yaml").write_text(f"model: {MODEL}\nspace: [adam, mlp_classifier]\n")
     merged = read_run_config(str(tmp_path / "merged.yaml"))["space"]
     assert set(merged.names()) == {"optimizer", "lr", "hidden_size", "num_layers"}

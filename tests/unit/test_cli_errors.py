@@ -18,12 +18,24 @@ def test_our_error_is_one_line_with_status_2(monkeypatch, capsys, tmp_path):
 
 
 def test_all_trials_failing_exits_1(monkeypatch, capsys, tmp_path):
-    def fail(path, resume_errored=False):
+    def fail(path, resume_errored=False, time_budget_s=None):
         raise AllTrialsFailedError("All 2 trials failed")
 
     monkeypatch.setattr(api, "resume", fail)
     assert main(["resume", str(tmp_path)]) == 1
     assert "All 2 trials failed" in capsys.readouterr().err
+
+
+def test_resume_passes_a_time_budget_on(monkeypatch, tmp_path):
+    given = {}
+
+    def fake(path, resume_errored=False, time_budget_s=None):
+        given.update(path=path, time_budget_s=time_budget_s)
+        raise AllTrialsFailedError("stop here")
+
+    monkeypatch.setattr(api, "resume", fake)
+    main(["resume", str(tmp_path), "--time-budget-s", "90"])
+    assert given == {"path": str(tmp_path), "time_budget_s": 90.0}
 
 
 @pytest.mark.parametrize("bug", [ValueError("a bug deep in a model"), TypeError("bad call")])

@@ -20,6 +20,19 @@ from lightning_tune.trackers import (TRIAL_ID_TAG, TrialConfigLogged, TrialInfo,
                                      prepare_trackers, search_mlflow_uri, tracker_hints,
                                      trial_loggers)
 
+
+
+@pytest.fixture(autouse=True)
+def mlflow_uri_put_back():
+    """MLflow sets MLFLOW_TRACKING_URI when it logs: later tests must not find it."""
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    yield
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before
+
+
 CONFIG = {"lr": 0.02, "hidden_size": 32, "optimizer": {"name": "adam", "betas": [0.9, 0.99]}}
 
 

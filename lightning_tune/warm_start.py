@@ -1,0 +1,124 @@
+"""Build on an earlier search: its finished trials are told to the searcher before it proposes.
+
+Each finished trial of the earlier experiment becomes an evaluated point: its searched values
+and its best reported value of this search's metric. Optuna takes them as completed trials of
+its study (so TPE models them from the first proposal on); a random or grid search cannot
+learn from them, and says it ignores them. Checked before Ray starts: the earlier experiment
+must have searched the same parameters; its trials outside this search's ranges are left out.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import TYPE_CHECKING, Any, Dict, List, Tuple, Union
+
+from ray.tune.search.sample import Categorical, Domain, Float, Integer
+
+from lightning_tune.errors import ExperimentNotFoundError, InvalidArgumentError, InvalidTypeError
+from lightning_tune.results import TuneLightningResult, best_of
+from lightning_tune.spaces import Parameter, SearchSpace
+
+if TYPE_CHECKING:
+    WarmStartArgument = Union[None, str, os.PathLike, TuneLightningResult]
+
+log = logging.getLogger(__name__)
+
+#: the named searchers that learn from evaluated points
+LEARNING_SEARCHERS = ("optuna",)
+
+
+def evaluated_points(warm_start: Any, space: SearchSpace, metric: str, mode: str,
+                     search_alg: Any) -> Tuple[List[Dict[str, Any]], List[float]]:
+    """The earlier search's finished trials as (configs, values) for this search's searcher.
+
+    Empty where the searcher cannot use them (random, grid: it is logged).
+    """
+    if warm_start is None:
+        return [], []
+    earlier = _earlier_result(warm_start)
+    searched = space.sampled_parameters() + space.grid_parameters()
+    only_there = [name for name in earlier.searched if name not in searched]
+    only_here = [name for name in searched if name not in earlier.searched]
+    if only_there or only_here:
+        raise InvalidArgumentError(
+            f"warm_start: the earlier search at {earlier.experiment_path} searched "
+            f"{earlier.searched}, this one searches {searched}; they differ in "
+            + "; ".join(part for part in (
+                f"only there: {only_there}" if only_there else "",
+                f"only here: {only_here}" if only_here else "") if part)
+            + ". Warm-start from a search of the same parameters (their ranges may differ).")
+    if not isinstance(search_alg, str):
+        raise InvalidArgumentError(
+            "warm_start works with the named searchers; for your own Searcher, give it the "
+            "earlier trials yourself (e.g. OptunaSearch(points_to_evaluate=..., "
+            "evaluated_rewards=...)).")
+    if search_alg not in LEARNING_SEARCHERS:
+        log.warning("warm_start: search_alg=%r does not learn from earlier trials, so the %d "
+                    "trials of %s are ignored. search_alg='optuna' builds on them.",
+                    search_alg, len(earlier.result_grid), earlier.experiment_path)
+        return [], []
+    if space.conditional:
+        raise InvalidArgumentError(
+            f"warm_start cannot tell Optuna earlier trials of a space with conditional "
+            f"parameters {space.conditional} (Ray's OptunaSearch takes none with them). Make "
+            "them unconditional, or search without warm_start.")
+    return _points(earlier, space, searched, metric, mode)
+
+
+def _earlier_result(warm_start: Any) -> TuneLightningResult:
+    if isinstance(warm_start, TuneLightningResult):
+        return warm_start
+    if isinstance(warm_start, (str, os.PathLike)):
+        from lightning_tune.api import load_result  # the api imports this module
+
+        try:
+            return load_result(os.fspath(warm_start))
+        except ExperimentNotFoundError as error:
+            raise ExperimentNotFoundError(f"warm_start: {error}") from None
+    raise InvalidTypeError(
+        f"warm_start must be an earlier experiment's folder or the result tune_lightning "
+        f"returned for it, got {type(warm_start).__name__}.")
+
+
+def _points(earlier: TuneLightningResult, space: SearchSpace, searched: List[str],
+            metric: str, mode: str) -> Tuple[List[Dict[str, Any]], List[float]]:
+    domains = {name: _domain(space.entries[name]) for name in searched}
+    configs: List[Dict[str, Any]] = []
+    values: List[float] = []
+    outside = 0
+    for trial in earlier.result_grid:
+        history = trial.metrics_dataframe
+        if trial.error or history is None or metric not in history:
+            continue
+        reported = history[metric].dropna()
+        if not len(reported):
+            continue
+        config = {name: (trial.config or {}).get(name) for name in searched}
+        if not all(_inside(domains[name], value) for name, value in config.items()):
+            outside += 1
+            continue
+        configs.append(config)
+        values.append(float(reported[best_of(reported, mode)]))
+    if not configs:
+        raise InvalidArgumentError(
+            f"warm_start: no finished trial of {earlier.experiment_path} reported {metric!r} "
+            f"inside this search's ranges ({outside} lie outside them), so there is nothing to "
+            "build on.")
+    log.warning("warm_start: the searcher starts from %d finished trials of %s%s.",
+                len(configs), earlier.experiment_path,
+                f" ({outside} outside this search's ranges left out)" if outside else "")
+    return configs, values
+
+
+def _domain(entry: Any) -> Any:
+    return entry.domain() if isinstance(entry, Parameter) else entry
+
+
+def _inside(domain: Any, value: Any) -> bool:
+    """Whether ``value`` is one the Tune ``domain`` could have drawn."""
+    if isinstance(domain, Categorical):
+        return value in domain.categories
+    if isinstance(domain, (Float, Integer)):
+        return value is not None and domain.lower <= value <= domain.upper
+    return not isinstance(domain, Domain)  # a grid or a constant: not searched by Optuna
