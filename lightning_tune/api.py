@@ -52,8 +52,8 @@ def tune_lightning(
     space: Union[Dict[str, Any], str, SearchSpace],
     *,
     datamodule: Any = None,
-    metric: str = "val_loss",
-    mode: str = "min",
+    metric: Union[str, Sequence[str]] = "val_loss",
+    mode: Union[str, Sequence[str]] = "min",
     num_samples: int = 10,
     max_epochs: int = 10,
     strategy: Optional[str] = None,
@@ -61,7 +61,7 @@ def tune_lightning(
     cpus_per_worker: float = 1,
     gpus_per_worker: float = 0,
     search_alg: Union[str, Searcher, SearchAlgorithm] = "random",
-    scheduler: Union[str, TrialScheduler] = "asha",
+    scheduler: Union[None, str, TrialScheduler] = None,
     max_concurrent_trials: Optional[int] = None,
     trainer_kwargs: Optional[Dict[str, Any]] = None,
     callbacks: Optional[Sequence[Any]] = None,
@@ -87,7 +87,10 @@ def tune_lightning(
     constants, a spec dict (see :mod:`lightning_tune.spaces`), a YAML file or the name of a
     curated space in ``search_spaces``; each name must be a parameter of ``model_cls`` or of
     the datamodule class. ``search_alg``: "random", "grid", "optuna", "hyperopt" or a Tune
-    Searcher; ``scheduler``: "fifo", "asha", "hyperband", "median", "pbt" or a TrialScheduler. With
+    Searcher; ``scheduler``: "fifo", "asha" (the default), "hyperband", "median", "pbt" or a
+    TrialScheduler. ``metric`` and ``mode`` as lists: several objectives, searched by "random",
+    "grid" or "optuna", scheduled by "mo-asha" (the default then) or "fifo"; the result has a
+    ``pareto_front``. With
     ``strategy="ddp"``, ``"fsdp"`` or ``"horovod"`` every trial trains on ``num_workers`` Ray
     actors of its own; ``strategy_kwargs`` go to that strategy (e.g. FSDP's
     ``state_dict_type="sharded"``).
@@ -103,9 +106,10 @@ def tune_lightning(
     earlier experiment's folder or result, whose finished trials Optuna starts from.
     """
     budget = SearchTimeBudget(check_time_budget(time_budget_s))
-    stopper = trial_stopper(stop, metric, mode)
     mlflow_uri = search_mlflow_uri(check_loggers(loggers))
     spec = TrialSpec.from_arguments(locals())  # every trial setting, checked
+    metric, mode = spec.metric, spec.mode  # lists, for several objectives
+    stopper = trial_stopper(stop, metric, mode)
     search_space = load_space(space)
     spec.routing.check_keys(search_space.names())
     if spec.lightning_cli is not None:  # each value as the project's LightningCLI parses it
@@ -117,7 +121,8 @@ def tune_lightning(
     search, param_space = make_search_alg(
         search_alg, search_space, metric, mode, seed, max_concurrent_trials,
         evaluated=evaluated_points(warm_start, search_space, metric, mode, search_alg))
-    trial_scheduler = make_scheduler(scheduler, max_epochs, search_space, search_alg)
+    trial_scheduler = make_scheduler(scheduler, max_epochs, search_space, search_alg, metric,
+                                     mode)
 
     searched = search_space.sampled_parameters() + search_space.grid_parameters()
     namer = TrialNamer(searched)
@@ -146,7 +151,9 @@ def tune_lightning(
     tuner = tune.Tuner(
         trainable,
         param_space=param_space,
-        tune_config=TuneConfig(metric=metric, mode=mode, search_alg=search,
+        # several objectives: the searcher and scheduler were told them; Tune takes one
+        tune_config=TuneConfig(metric=None if spec.several else metric,
+                               mode=None if spec.several else mode, search_alg=search,
                                scheduler=trial_scheduler, num_samples=num_samples,
                                # a variant generator limits itself; Tune would only warn
                                max_concurrent_trials=None if isinstance(
@@ -154,7 +161,8 @@ def tune_lightning(
                                trial_name_creator=namer, trial_dirname_creator=namer,
                                reuse_actors=reuse_workers),
         run_config=run_config(name=name, storage_path=storage_path, verbose=verbose,
-                              max_failures=max_failures, metric=metric, mode=mode,
+                              max_failures=max_failures, metric=spec.metrics[0],
+                              mode=spec.modes[0],
                               scheduler=scheduler, budget=budget, stop=stopper),
     )
     with tune_environment():
@@ -234,7 +242,9 @@ def load_result(experiment_path: str) -> TuneLightningResult:
         raise ExperimentNotFoundError(
             f"{experiment_path} holds no Tune experiment state yet (the search stopped before "
             "Tune saved any): there is nothing to load.")
-    metric, mode = record.metric, record.mode
+    metric, mode = record.metric, record.mode  # lists, for several objectives
+    if not isinstance(metric, str):
+        metric, mode = metric[0], mode[0]  # the first one picks the best trial
     analysis = tune.ExperimentAnalysis(experiment_path, default_metric=metric, default_mode=mode)
     result_grid = tune.ResultGrid(analysis)
     reported = [trial for trial in result_grid
@@ -246,7 +256,8 @@ def load_result(experiment_path: str) -> TuneLightningResult:
     loggers = False if "loggers" in record.must_resupply else loggers_in_effect(
         record.settings.get("loggers"), record.settings.get("trainer_kwargs", {}))
     mlflow_uri = record.settings.get("mlflow_uri")
-    return TuneLightningResult(result_grid, _RecordedModel(record).build_model, metric, mode,
+    return TuneLightningResult(result_grid, _RecordedModel(record).build_model, record.metric,
+                               record.mode,
                                checkpoint_filename=record.checkpoint_filename,
                                searched=record.searched,
                                tracker_hints=tracker_hints(loggers, experiment_path,

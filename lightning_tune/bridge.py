@@ -20,7 +20,8 @@ import shutil
 import tempfile
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterator, List, Mapping, NamedTuple, Optional, Tuple
+from typing import (Any, Dict, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple,
+                    Union)
 
 import ray
 from ray import tune
@@ -147,19 +148,23 @@ class Bridge:
         ray.kill(self.queue, no_restart=True)
 
 
-def check_metric_present(metrics: Mapping[str, Any], required_metric: Optional[str]) -> None:
-    """Fail a report that lacks the metric the search optimises, naming what was logged."""
-    if required_metric is not None and required_metric not in metrics:
-        logged = ", ".join(sorted(metrics)) or "none"
-        raise MetricNotReportedError(
-            f"The search optimises metric {required_metric!r}, but the model never logged it. "
-            f"Metrics logged: {logged}. Log it with self.log({required_metric!r}, ...) in "
-            "validation_step (or pass metric= one of the logged names).")
+def check_metric_present(metrics: Mapping[str, Any],
+                         required_metric: Union[None, str, Sequence[str]]) -> None:
+    """Fail a report that lacks a metric the search optimises, naming what was logged."""
+    required = [required_metric] if isinstance(required_metric, str) else required_metric or []
+    for name in required:
+        if name not in metrics:
+            logged = ", ".join(sorted(metrics)) or "none"
+            raise MetricNotReportedError(
+                f"The search optimises metric {name!r}, but the model never logged it. "
+                f"Metrics logged: {logged}. Log it with self.log({name!r}, ...) in "
+                "validation_step (or pass metric= one of the logged names).")
 
 
 def report(metrics: Mapping[str, Any], *, checkpoint_dir: Optional[str] = None,
            channel: Optional[ReportChannel] = None, rank: int = 0,
-           required_metric: Optional[str] = None, checkpoint_parts: int = 1) -> None:
+           required_metric: Union[None, str, Sequence[str]] = None,
+           checkpoint_parts: int = 1) -> None:
     """Send one result to Tune from wherever training runs.
 
     On a worker (``channel`` given) rank 0 sends it over the bridge and other ranks send

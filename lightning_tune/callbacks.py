@@ -55,11 +55,11 @@ def _normalise_metrics(metrics: MetricsSpec) -> Optional[Dict[str, str]]:
 class TuneReportBase(PerTree):
     """What both report callbacks share: which metrics, on which hooks, to where.
 
-    ``required_metric``: set by ``lightning_trainable`` to the metric the search optimises;
-    a report without it fails where it starts, naming the metrics that were logged.
+    ``required_metric``: set by ``lightning_trainable`` to the metric (or metrics) the search
+    optimises; a report without it fails where it starts, naming the metrics that were logged.
     """
 
-    required_metric: Optional[str] = None
+    required_metric: Union[None, str, List[str]] = None
 
     def __init__(self, metrics: MetricsSpec = None, on: Union[str, List[str]] = "validation_end"):
         super().__init__()

@@ -75,7 +75,7 @@ def importance_study(result: "TuneLightningResult", metric: Optional[str] = None
         raise InvalidArgumentError(
             f"None of the searched parameters {result.searched} took more than one value over "
             "the finished trials, so there is no importance to tell.")
-    with _quiet_optuna():
+    with quiet_optuna():
         study = optuna.create_study(direction="minimize" if mode == "min" else "maximize")
         study.add_trials([optuna.trial.create_trial(
             params={name: _as_choice(config[name], found)
@@ -94,7 +94,7 @@ def param_importances(result: "TuneLightningResult", metric: Optional[str] = Non
     A parameter only some trials have (a conditional one) is left out, as Optuna does.
     """
     study = importance_study(result, metric, mode)
-    with _quiet_optuna():
+    with quiet_optuna():
         return optuna.importance.get_param_importances(study,
                                                        evaluator=evaluator_for(evaluator, seed))
 
@@ -107,7 +107,7 @@ def plot_importance(result: "TuneLightningResult", metric: Optional[str] = None,
     from optuna.visualization.matplotlib import plot_param_importances
 
     study = importance_study(result, metric, mode)
-    with _quiet_optuna(), warnings.catch_warnings():
+    with quiet_optuna(), warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         axes = plot_param_importances(study, evaluator=evaluator_for(evaluator, seed),
                                       target_name=metric or result.metric)
@@ -165,7 +165,7 @@ def _as_choice(value: Any, distribution: Optional[BaseDistribution]) -> Any:
 
 
 @contextlib.contextmanager
-def _quiet_optuna() -> Iterator[None]:
+def quiet_optuna() -> Iterator[None]:
     """Optuna logs each study it creates; these studies are ours, not the user's."""
     optuna_log = logging.getLogger("optuna")
     level = optuna_log.level

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Sequence
+from typing import (TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Sequence,
+                    Union)
 
 import pandas as pd
 import torch
@@ -73,7 +74,8 @@ class TuneLightningResult:
     """
 
     def __init__(self, result_grid: ResultGrid, build_model: Callable[[Dict[str, Any]], Any],
-                 metric: str, mode: str, checkpoint_filename: Optional[str] = "checkpoint",
+                 metric: Union[str, Sequence[str]], mode: Union[str, Sequence[str]],
+                 checkpoint_filename: Optional[str] = "checkpoint",
                  searched: Sequence[str] = (), tracker_hints: Sequence[str] = (),
                  notes: Sequence[str] = (), interrupted: Sequence[str] = ()) -> None:
         self.result_grid = result_grid
@@ -83,7 +85,11 @@ class TuneLightningResult:
         self.interrupted = list(interrupted)
         #: where the trials' experiment trackers are and how to open them (summary lines)
         self.tracker_hints = list(tracker_hints)
-        self.metric, self.mode = metric, mode
+        #: the objectives and their modes; the first one picks the best trial and checkpoint
+        self.metrics = [metric] if isinstance(metric, str) else list(metric)
+        self.modes = [mode] if isinstance(mode, str) else list(mode)
+        self.metric, self.mode = self.metrics[0], self.modes[0]
+        metric, mode = self.metric, self.mode
         #: the searched parameter names (sampled or grid), in the space's order
         self.searched = list(searched)
         #: the checkpoint file inside each reported checkpoint (None: trials report none)
@@ -151,22 +157,30 @@ class TuneLightningResult:
                                "training_iteration"] if c in frame]
         return frame[leading + [c for c in frame.columns if c not in leading]]
 
-    def load_best_model(self) -> Any:
-        """The model class built from the best config, with the best checkpoint's weights.
+    def load_best_model(self, trial: Optional[str] = None) -> Any:
+        """The model class built from the best config, with the best checkpoint's weights;
+        with ``trial`` (a trial id, e.g. a ``pareto_front`` row's), that trial's config and
+        latest checkpoint instead.
 
         A sharded checkpoint (FSDP's ``state_dict_type="sharded"``) is consolidated here, in
         this process; every checkpoint is read as data only.
         """
-        if self.best_checkpoint is None or self.checkpoint_filename is None:
+        config, checkpoint = self.best_config, self.best_checkpoint
+        if trial is not None:
+            from lightning_tune.multi_objective import trial_result
+
+            chosen = trial_result(self, trial)
+            config, checkpoint = dict(chosen.config), chosen.checkpoint
+        if checkpoint is None or self.checkpoint_filename is None:
             raise InvalidArgumentError(
-                "The best trial saved no checkpoint (it was reported with TuneReportCallback, "
+                "The trial saved no checkpoint (it was reported with TuneReportCallback, "
                 "not TuneReportCheckpointCallback).")
-        model = self._build_model(self.best_config)
-        with self.best_checkpoint.as_directory() as directory:
+        model = self._build_model(config)
+        with checkpoint.as_directory() as directory:
             path = os.path.join(directory, self.checkpoint_filename)
             if not os.path.exists(path):
                 raise InvalidArgumentError(
-                    f"The best checkpoint {self.best_checkpoint.path} holds no file "
+                    f"The checkpoint {checkpoint.path} holds no file "
                     f"{self.checkpoint_filename!r} (it holds {sorted(os.listdir(directory))}).")
             # as data only: a tampered checkpoint fails to load instead of running code
             if is_sharded_checkpoint(path):  # FSDP's folder of shards, consolidated here
@@ -224,6 +238,21 @@ class TuneLightningResult:
 
         return importance.plot_importance(self, metric, mode, evaluator, path=path)
 
+    @property
+    def pareto_front(self) -> pd.DataFrame:
+        """A search of several objectives: the trials no other beats on every objective, each
+        with its searched values, final objectives and latest checkpoint."""
+        from lightning_tune import multi_objective
+
+        return multi_objective.pareto_front(self)
+
+    def plot_pareto_front(self, path: Optional[str] = None) -> "Figure":
+        """The trials' objectives with the front marked: a scatter for 2, parallel coordinates
+        for more; ``path``: also save it (PNG)."""
+        from lightning_tune import multi_objective
+
+        return multi_objective.plot_pareto_front(self, path=path)
+
     def save_plots(self, directory: str) -> Dict[str, str]:
         """Write the three plots as PNG into ``directory``; returns their paths by plot name."""
         from lightning_tune import plots
@@ -248,6 +277,8 @@ class TuneLightningResult:
                   "each trial's folder there holds its rank logs (rank_N.log) and its "
                   f"trackers' logs; plots and the trials table: lightning-tune report {path}",
                   *self.tracker_hints,
+                  *([f"Pareto front over {self.metrics}: result.pareto_front; a model from "
+                     "it: result.load_best_model(trial=...)"] if len(self.metrics) > 1 else []),
                   f"continue it if interrupted: lightning_tune.resume({path!r}) or "
                   f"lightning-tune resume {path}",
                   *_listed("warnings the trials logged, each once (all are in the rank logs)",

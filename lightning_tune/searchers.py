@@ -22,7 +22,10 @@ SEARCH_ALGS = ("random", "grid", "optuna", "hyperopt")
 # Random configs Optuna's TPE and HyperOpt draw before modelling: their defaults (10, 20)
 # would leave a 16-trial search almost all random.
 STARTUP_TRIALS = 5
-SCHEDULERS = ("fifo", "asha", "hyperband", "median", "pbt")
+SCHEDULERS = ("fifo", "asha", "hyperband", "median", "pbt", "mo-asha")
+#: what a search of several objectives can run with
+MULTI_OBJECTIVE_SEARCH_ALGS = ("optuna", "random", "grid")
+MULTI_OBJECTIVE_SCHEDULERS = ("mo-asha", "fifo")
 
 
 def check_space_for_searcher(space: SearchSpace, search_alg: Any) -> None:
@@ -74,6 +77,11 @@ def make_search_alg(search_alg: Union[str, Searcher, SearchAlgorithm], space: Se
     """
     if isinstance(search_alg, (Searcher, SearchAlgorithm)):
         return search_alg, space.to_tune(seed)
+    several = isinstance(metric, list)
+    if several and search_alg not in MULTI_OBJECTIVE_SEARCH_ALGS:
+        raise InvalidArgumentError(
+            f"search_alg={search_alg!r} optimises one metric; with several objectives use one "
+            f"of {MULTI_OBJECTIVE_SEARCH_ALGS} (Optuna's TPE samples for several at once).")
     if search_alg not in SEARCH_ALGS:
         raise InvalidArgumentError(f"search_alg must be one of {SEARCH_ALGS} or a ray.tune.search.Searcher "
                          f"instance, got {search_alg!r}.")
@@ -91,13 +99,21 @@ def make_search_alg(search_alg: Union[str, Searcher, SearchAlgorithm], space: Se
 
     sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=STARTUP_TRIALS)
     configs, values = evaluated
+    if several:  # Optuna's multi-objective study: told the objectives and their directions
+        return (OptunaSearch(space=_DefineByRun(space) if space.conditional else None,
+                             metric=metric, mode=mode, sampler=sampler),
+                constants_of(space) if space.conditional else space.to_tune(seed))
     if not space.conditional:
         return (OptunaSearch(sampler=sampler, points_to_evaluate=configs or None,
                              evaluated_rewards=values or None), space.to_tune(seed))
-    constants = {name: entry for name, entry in space.entries.items()
-                 if not isinstance(entry, Parameter)}
     return (OptunaSearch(space=_DefineByRun(space), metric=metric, mode=mode, sampler=sampler),
-            constants)
+            constants_of(space))
+
+
+def constants_of(space: SearchSpace) -> Dict[str, Any]:
+    """The space's constants: Tune's param_space where Optuna samples the rest itself."""
+    return {name: entry for name, entry in space.entries.items()
+            if not isinstance(entry, Parameter)}
 
 
 class _DefineByRun:
@@ -130,9 +146,10 @@ class _DefineByRun:
         return inactive
 
 
-def make_scheduler(scheduler: Union[str, TrialScheduler], max_epochs: int,
-                   space: Optional[SearchSpace] = None,
-                   search_alg: Any = "random") -> TrialScheduler:
+def make_scheduler(scheduler: Union[None, str, TrialScheduler], max_epochs: int,
+                   space: Optional[SearchSpace] = None, search_alg: Any = "random",
+                   metric: Union[str, List[str]] = "val_loss",
+                   mode: Union[str, List[str]] = "min") -> TrialScheduler:
     """A Tune trial scheduler; every one counts time in ``training_iteration`` (epochs).
 
     "pbt" mutates the space's sampled parameters (not grids, not conditional ones) every
@@ -142,6 +159,21 @@ def make_scheduler(scheduler: Union[str, TrialScheduler], max_epochs: int,
     """
     if isinstance(scheduler, TrialScheduler):
         return scheduler
+    several = isinstance(metric, list)
+    if scheduler is None:  # ASHA, across the objectives when there are several
+        scheduler = "mo-asha" if several else "asha"
+    if several and scheduler not in MULTI_OBJECTIVE_SCHEDULERS:
+        raise InvalidArgumentError(
+            f"scheduler={scheduler!r} ranks trials by one metric; with several objectives use "
+            f"one of {MULTI_OBJECTIVE_SCHEDULERS} ('mo-asha' stops trials early by Pareto "
+            "rank, then crowding distance).")
+    if scheduler == "mo-asha":
+        if not several:
+            raise InvalidArgumentError("scheduler='mo-asha' is ASHA across several objectives; "
+                                       "give metric and mode as lists, or use 'asha'.")
+        from lightning_tune.multi_objective_asha import MultiObjectiveASHA
+
+        return MultiObjectiveASHA(metric, mode, max_t=max_epochs)
     if scheduler not in SCHEDULERS:
         raise InvalidArgumentError(f"scheduler must be one of {SCHEDULERS} or a ray.tune.schedulers."
                          f"TrialScheduler instance, got {scheduler!r}.")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 from ray.tune import PlacementGroupFactory
 
@@ -39,8 +39,8 @@ class TrialSpec:
 
     model_cls: type
     datamodule: Any = None
-    metric: str = "val_loss"
-    mode: str = "min"
+    metric: Union[str, List[str]] = "val_loss"  # a list: several objectives
+    mode: Union[str, List[str]] = "min"  # one per metric
     max_epochs: int = 10
     strategy: Optional[str] = None
     num_workers: int = 1
@@ -66,11 +66,9 @@ class TrialSpec:
         _check_model_class(self.model_cls)
         _check_datamodule(self.datamodule)
         self._check_lightning_cli()
-        if not isinstance(self.metric, str) or not self.metric:
-            raise InvalidArgumentError(
-                f"metric must be the name of a logged metric, got {self.metric!r}.")
-        if self.mode not in ("min", "max"):
-            raise InvalidArgumentError(f"mode must be 'min' or 'max', got {self.mode!r}.")
+        metrics, modes = check_objectives(self.metric, self.mode)
+        object.__setattr__(self, "metric", metrics[0] if len(metrics) == 1 else metrics)
+        object.__setattr__(self, "mode", modes[0] if len(modes) == 1 else modes)
         if isinstance(self.max_epochs, bool) or not isinstance(self.max_epochs, int) \
                 or self.max_epochs < 1:
             raise InvalidArgumentError(
@@ -151,6 +149,20 @@ class TrialSpec:
         return cls(**{name: value for name, value in arguments.items() if name in names})
 
     # --- derived, never stored twice --------------------------------------------------------
+    @property
+    def metrics(self) -> List[str]:
+        """The objectives, the first one first (it picks the best trial and checkpoints)."""
+        return [self.metric] if isinstance(self.metric, str) else list(self.metric)
+
+    @property
+    def modes(self) -> List[str]:
+        return [self.mode] if isinstance(self.mode, str) else list(self.mode)
+
+    @property
+    def several(self) -> bool:
+        """Whether the search has several objectives."""
+        return len(self.metrics) > 1
+
     @property
     def tree(self) -> str:
         """The Lightning tree of the model class ("lightning.pytorch" or "pytorch_lightning")."""
@@ -265,3 +277,24 @@ def _check_datamodule(datamodule: Any) -> None:
     if tree is None or not issubclass(cls, tree_module(tree).LightningDataModule):
         raise InvalidTypeError(f"datamodule must be a LightningDataModule class or instance, "
                                f"got {datamodule!r}.")
+
+
+def check_objectives(metric: Any, mode: Any) -> Tuple[List[str], List[str]]:
+    """``metric`` and ``mode`` as lists of equal length: one objective, or several."""
+    several = isinstance(metric, (list, tuple))
+    metrics = list(metric) if several else [metric]
+    modes = list(mode) if isinstance(mode, (list, tuple)) else [mode]
+    if any(not isinstance(name, str) or not name for name in metrics) or not metrics:
+        raise InvalidArgumentError(
+            f"metric must be the name of a logged metric (or a list of them, one per "
+            f"objective), got {metric!r}.")
+    if several and (len(metrics) < 2 or len(set(metrics)) != len(metrics)):
+        raise InvalidArgumentError(
+            f"metric as a list names two or more different objectives, got {metrics}.")
+    if len(modes) != len(metrics):
+        raise InvalidArgumentError(
+            f"metric and mode must be lists of the same length, one mode per objective: got "
+            f"{len(metrics)} metrics {metrics} and mode={mode!r}.")
+    if any(each not in ("min", "max") for each in modes):
+        raise InvalidArgumentError(f"mode must be 'min' or 'max' (one per metric), got {mode!r}.")
+    return metrics, modes

@@ -35,6 +35,9 @@ StopArgument = Union[None, str, Mapping[str, Any], Stopper]
 PLATEAU_PATIENCE = 4
 #: how much the searched metric may vary over those reports (standard deviation)
 PLATEAU_STD = 0.01
+#: once the time budget is spent, how long past 1.5 x the longest gap between two reports a
+#: trial's next report is waited for (a trial restarted from a checkpoint starts up first)
+GRACE_S = 60.0
 
 _RESTORED_BUDGET: contextvars.ContextVar[Optional["SearchTimeBudget"]] = \
     contextvars.ContextVar("restored_budget", default=None)
@@ -52,13 +55,14 @@ def check_time_budget(seconds: Any) -> Optional[float]:
     return float(seconds)
 
 
-def trial_stopper(stop: StopArgument, metric: str, mode: str) -> Optional["TrialStopRules"]:
+def trial_stopper(stop: StopArgument, metric: Union[str, List[str]],
+                  mode: Union[str, List[str]]) -> Optional["TrialStopRules"]:
     """The Tune Stopper for ``stop``, checked before Ray starts.
 
     ``stop`` is a Tune ``Stopper``; ``"plateau"`` (stop a trial once its ``metric`` has stayed
     flat over ``PLATEAU_PATIENCE`` reports); or a dict of thresholds, e.g.
     ``{"val_loss": 0.05, "training_iteration": 20}``: a trial stops once any is reached. The
-    searched metric is reached in the search's direction (``val_loss <= 0.05`` when minimising);
+    searched metrics are reached in their direction (``val_loss <= 0.05`` when minimising);
     any other key, as in Tune, when the value is at least the threshold. The dict may also hold
     ``"plateau": PATIENCE``.
     """
@@ -94,10 +98,17 @@ def trial_stopper(stop: StopArgument, metric: str, mode: str) -> Optional["Trial
     return TrialStopRules(stoppers)
 
 
-def plateau_stopper(metric: str, mode: str, patience: int) -> Stopper:
-    """Tune's plateau stopper on ``metric``: flat over ``patience`` reports, after as many."""
-    return TrialPlateauStopper(metric, std=PLATEAU_STD, num_results=patience,
-                               grace_period=patience, mode=mode)
+def plateau_stopper(metric: Union[str, List[str]], mode: Union[str, List[str]],
+                    patience: int) -> Stopper:
+    """Tune's plateau stopper on ``metric`` (the first of several): flat over ``patience``
+    reports, after as many."""
+    metrics, modes = _as_lists(metric, mode)
+    return TrialPlateauStopper(metrics[0], std=PLATEAU_STD, num_results=patience,
+                               grace_period=patience, mode=modes[0])
+
+
+def _as_lists(metric: Union[str, List[str]], mode: Union[str, List[str]]) -> tuple:
+    return ([metric], [mode]) if isinstance(metric, str) else (list(metric), list(mode))
 
 
 class TrialStopRules(Stopper):
@@ -127,15 +138,17 @@ class MetricThresholds(Stopper):
     otherwise never stop anything), and the search is stopped.
     """
 
-    def __init__(self, thresholds: Mapping[str, float], metric: str, mode: str) -> None:
+    def __init__(self, thresholds: Mapping[str, float], metric: Union[str, List[str]],
+                 mode: Union[str, List[str]]) -> None:
         self.thresholds = dict(thresholds)
-        self.metric, self.mode = metric, mode
+        #: each searched metric's direction ("min" or "max")
+        self.directions = dict(zip(*_as_lists(metric, mode)))
         self.error: Optional[InvalidArgumentError] = None
         self._checked: Set[str] = set()
 
     def reached(self, name: str, value: Any) -> bool:
         threshold = self.thresholds[name]
-        if name == self.metric and self.mode == "min":
+        if self.directions.get(name) == "min":
             return value <= threshold
         return value >= threshold
 
@@ -179,6 +192,7 @@ class SearchTimeBudget(Callback, Stopper):
         self._grace_end = math.inf
         self._longest_gap = 0.0
         self._last_report: Dict[str, float] = {}
+        self._reported_late: Set[str] = set()  # reported since the deadline
         self._ended = False
         self._stop_all = False
 
@@ -209,6 +223,8 @@ class SearchTimeBudget(Callback, Stopper):
         if last is not None:
             self._longest_gap = max(self._longest_gap, now - last)
         self._last_report[trial.trial_id] = now
+        if self._deadline is not None and now >= self._deadline:
+            self._reported_late.add(trial.trial_id)
         if self._waiting is not None:
             self._waiting.discard(trial.trial_id)
 
@@ -225,13 +241,15 @@ class SearchTimeBudget(Callback, Stopper):
         now = time.monotonic()
         if self._deadline is None:
             self._deadline = now + self.seconds
-        if now < self._deadline:
+        # a search with nothing reported yet has no result to give: it waits for one
+        if now < self._deadline or not self._last_report:
             return
         if self._waiting is None:
             self._ran_out = True
-            self._waiting = {trial.trial_id for trial in trials if trial.status == Trial.RUNNING}
+            self._waiting = {trial.trial_id for trial in trials if trial.status == Trial.RUNNING
+                             and trial.trial_id not in self._reported_late}
             # a trial that hangs must not hold the search past its budget for ever
-            self._grace_end = now + 1.5 * self._longest_gap + 10
+            self._grace_end = now + 1.5 * self._longest_gap + GRACE_S
             log.warning("The search's time budget of %g s is spent: each running trial reports "
                         "once more, then the search ends (resume continues it).", self.seconds)
         # a report's checkpoint is registered by a save task one step later: wait for it too

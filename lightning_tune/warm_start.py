@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 LEARNING_SEARCHERS = ("optuna",)
 
 
-def evaluated_points(warm_start: Any, space: SearchSpace, metric: str, mode: str,
+def evaluated_points(warm_start: Any, space: SearchSpace, metric: Any, mode: Any,
                      search_alg: Any) -> Tuple[List[Dict[str, Any]], List[float]]:
     """The earlier search's finished trials as (configs, values) for this search's searcher.
 
@@ -36,6 +36,9 @@ def evaluated_points(warm_start: Any, space: SearchSpace, metric: str, mode: str
     """
     if warm_start is None:
         return [], []
+    if not isinstance(metric, str):
+        raise InvalidArgumentError("warm_start builds on a search of one metric for now; leave "
+                                   "it out of a search of several objectives.")
     earlier = _earlier_result(warm_start)
     searched = space.sampled_parameters() + space.grid_parameters()
     only_there = [name for name in earlier.searched if name not in searched]

@@ -354,3 +354,11 @@ class GreetingClassifier(DigitsClassifier):
             print(f"about to fail on rank {self.global_rank}", flush=True)
             raise ValueError(f"deliberate failure on rank {self.global_rank}")
         return super().training_step(batch, batch_idx)
+
+
+class SizedClassifier(DigitsClassifier):
+    """Logs its size (thousands of parameters) beside its loss: a trade-off to search."""
+
+    def validation_step(self, batch, batch_idx):
+        super().validation_step(batch, batch_idx)
+        self.log("kparams", sum(p.numel() for p in self.parameters()) / 1000.0)

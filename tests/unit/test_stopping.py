@@ -101,6 +101,7 @@ def test_the_budget_waits_for_one_more_report_and_its_checkpoint():
     budget = SearchTimeBudget(0.05)
     trials = running("a", "b")
     budget.on_step_end(0, trials)  # the clock starts at the search's first step
+    budget.on_trial_result(0, trials, trials[0], {})
     assert not budget.ran_out
     time.sleep(0.1)
     budget.on_step_end(1, trials)
@@ -120,11 +121,17 @@ def test_the_budget_waits_for_one_more_report_and_its_checkpoint():
     assert budget_notes(SearchTimeBudget(None), [1, 2, 3]) == []
 
 
-def test_a_hanging_trial_does_not_hold_the_search_for_ever(monkeypatch):
+@pytest.fixture
+def clock(monkeypatch):
+    """The budget's clock, moved by the test: ``clock[0] += seconds``."""
     import lightning_tune.stopping as stopping
 
-    clock = [100.0]
-    monkeypatch.setattr(stopping.time, "monotonic", lambda: clock[0])
+    now = [100.0]
+    monkeypatch.setattr(stopping.time, "monotonic", lambda: now[0])
+    return now
+
+
+def test_a_hanging_trial_does_not_hold_the_search_for_ever(clock):
     budget = SearchTimeBudget(10)
     trials = running("a", "b")
     budget.on_step_end(0, trials)
@@ -134,7 +141,7 @@ def test_a_hanging_trial_does_not_hold_the_search_for_ever(monkeypatch):
     clock[0] += 7
     budget.on_step_end(1, trials)
     assert budget.ran_out and not budget.stop_all()
-    clock[0] += 15  # within 1.5 x the longest gap (4 s) + 10 s of the deadline
+    clock[0] += 65  # within 1.5 x the longest gap (4 s) + 60 s of the deadline
     budget.on_step_end(2, trials)
     assert not budget.stop_all()
     clock[0] += 2  # past it: b hangs, and the search ends without it
@@ -151,7 +158,24 @@ def test_a_restored_budget_is_the_one_resume_gives():
     with restored_budget(0.01) as resumed:
         copy = pickle.loads(pickle.dumps(budget))
     assert copy.seconds == 0.01
-    copy.on_step_end(0, [])
+    trials = running("a")
+    copy.on_step_end(0, trials)
     time.sleep(0.05)
-    copy.on_step_end(1, [])  # nothing running: it ends at once
+    copy.on_trial_result(1, trials, trials[0], {})  # its first report, after the deadline
+    copy.on_step_end(1, trials)  # the one running trial has reported since: it ends at once
     assert resumed.ran_out and copy.stop_all()
+
+
+def test_a_budget_spent_before_any_report_waits_for_the_first(clock):
+    budget = SearchTimeBudget(5)
+    trials = running("a", "b")
+    budget.on_step_end(0, trials)
+    clock[0] += 100  # the trials are still starting (a busy machine)
+    budget.on_step_end(1, trials)
+    assert not budget.ran_out  # nothing to give back yet
+    budget.on_trial_result(2, trials, trials[1], {})
+    budget.on_step_end(2, trials)
+    assert budget.ran_out and not budget.stop_all()  # b has reported since; a still owes one
+    budget.on_trial_result(3, trials, trials[0], {})
+    budget.on_step_end(3, trials)
+    assert budget.stop_all()

@@ -5,6 +5,7 @@ import pytest
 from ray import tune
 
 from lightning_tune import tune_lightning
+from lightning_tune.errors import InvalidArgumentError
 from lightning_tune.examples import DigitsClassifier, DigitsDataModule
 
 SPACE = {"lr": tune.loguniform(1e-4, 1e-1)}
@@ -58,3 +59,25 @@ def test_our_errors_keep_their_built_in_bases():
     with pytest.raises(LightningTuneError) as caught:
         tune_lightning(DigitsClassifier, {"lr": 0.1, "learnig_rate": 0.2})
     assert isinstance(caught.value, ValueError)
+
+
+@pytest.mark.parametrize("arguments, words", [
+    ({"metric": ["val_loss", "kparams"], "mode": "min"}, "lists of the same length"),
+    ({"metric": ["val_loss", "kparams"], "mode": ["min"]}, "lists of the same length"),
+    ({"metric": ["val_loss", "val_loss"], "mode": ["min", "min"]}, "two or more different"),
+    ({"metric": ["val_loss", "kparams"], "mode": ["min", "low"]}, "'min' or 'max'"),
+    ({"metric": ["val_loss", "kparams"], "mode": ["min", "min"], "search_alg": "hyperopt"},
+     r"search_alg='hyperopt' optimises one metric.*\('optuna', 'random', 'grid'\)"),
+    ({"metric": ["val_loss", "kparams"], "mode": ["min", "min"], "scheduler": "asha"},
+     r"scheduler='asha' ranks trials by one metric.*'mo-asha'"),
+    ({"metric": ["val_loss", "kparams"], "mode": ["min", "min"], "scheduler": "pbt"},
+     r"scheduler='pbt' ranks trials by one metric"),
+    ({"scheduler": "mo-asha"}, "give metric and mode as lists"),
+    ({"metric": ["val_loss", "kparams"], "mode": ["min", "min"], "warm_start": "/nowhere"},
+     "warm_start builds on a search of one metric"),
+])
+def test_several_objectives_are_checked_before_ray_starts(ray_must_not_start, tmp_path,
+                                                          arguments, words):
+    with pytest.raises(InvalidArgumentError, match=words):
+        tune_lightning(DigitsClassifier, {"lr": tune.loguniform(1e-3, 1e-1)},
+                       storage_path=str(tmp_path), **arguments)
