@@ -13,7 +13,9 @@ folder), ``trackers`` gives each trial its experiment trackers (TensorBoard, CSV
 ``run_settings`` the RunConfig and Tune defaults a search runs with, with ``stopping`` (time
 budget, stopping rules) and ``warm_start`` (an earlier search told to the searcher);
 ``importance`` asks Optuna which hyperparameters mattered; ``pareto`` and
-``multi_objective_asha`` rank trials on several objectives. A LightningCLI project's config
+``multi_objective_asha`` rank trials on several objectives, and ``multi_objective`` gives
+their Pareto front; ``shared_data`` puts a datamodule instance in the object store once.
+A LightningCLI project's config
 is searched by ``lightning_cli_search`` (``tune_lightning_cli``), which reads it through
 ``lightning_cli`` and, in each trial, ``trial_cli``. The ``pytorch_lightning`` twins of the
 strategies and callbacks are in ``lightning_tune.pytorch_lightning``.

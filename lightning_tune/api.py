@@ -257,11 +257,12 @@ def load_result(experiment_path: str) -> TuneLightningResult:
         record.settings.get("loggers"), record.settings.get("trainer_kwargs", {}))
     mlflow_uri = record.settings.get("mlflow_uri")
     return TuneLightningResult(result_grid, _RecordedModel(record).build_model, record.metric,
-                               record.mode,
-                               checkpoint_filename=record.checkpoint_filename,
+                               record.mode, checkpoint_filename=record.checkpoint_filename,
                                searched=record.searched,
-                               tracker_hints=tracker_hints(loggers, experiment_path,
-                                                           mlflow_uri))
+                               tracker_hints=tracker_hints(loggers, experiment_path, mlflow_uri),
+                               # left running or pending in Tune's state: a budget or Ctrl-C
+                               interrupted=[trial.trial_id for trial in analysis.trials
+                                            if trial.status not in ("TERMINATED", "ERROR")])
 
 
 class _RecordedModel:

@@ -95,8 +95,9 @@ def param_importances(result: "TuneLightningResult", metric: Optional[str] = Non
     """
     study = importance_study(result, metric, mode)
     with quiet_optuna():
-        return optuna.importance.get_param_importances(study,
-                                                       evaluator=evaluator_for(evaluator, seed))
+        shares = optuna.importance.get_param_importances(
+            study, evaluator=evaluator_for(evaluator, seed))
+    return {name: float(share) for name, share in shares.items()}
 
 
 def plot_importance(result: "TuneLightningResult", metric: Optional[str] = None,

@@ -10,10 +10,14 @@ restarts the trial from.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
+import ray
 from ray import tune
+
+from lightning_tune import shared_data
 
 from lightning_tune.callbacks import (TrialHyperparameters, TuneReportCheckpointCallback)
 from lightning_tune.lightning_cli import CONFIG_FILENAME
@@ -57,24 +61,50 @@ def lightning_trainable(model_cls: type, *, datamodule: Any = None, metric: str 
 
 
 def trainable_for(spec: TrialSpec) -> Callable[[dict], None]:
-    """The Tune function trainable of ``spec``, with the trial's resources attached."""
-    runner = TrialRunner(spec)
+    """The Tune function trainable of ``spec``, with the trial's resources attached.
+
+    A datamodule instance goes into Ray's object store once, when Ray is running (see
+    :mod:`lightning_tune.shared_data`); otherwise it is pickled with the trainable.
+    """
+    shares_datamodule = spec.datamodule is not None and not isinstance(spec.datamodule, type) \
+        and ray.is_initialized()
+    references = shared_data.share(spec.datamodule) if shares_datamodule else {}
+    runner = TrialRunner(dataclasses.replace(spec, datamodule=None) if references else spec,
+                         datamodule_key=next(iter(references), None))
 
     def train_lightning(config: Dict[str, Any]) -> None:
+        shared_data.use_references({})
         runner.run(config)
 
-    train_lightning.__name__ = train_lightning.__qualname__ = f"train_{spec.model_cls.__name__}"
-    return tune.with_resources(train_lightning, spec.trial_resources())
+    def train_lightning_on_shared(config: Dict[str, Any], shared: List[Dict[str, Any]]) -> None:
+        shared_data.use_references(shared[0])
+        runner.run(config)
+
+    name = f"train_{spec.model_cls.__name__}"
+    for function in (train_lightning, train_lightning_on_shared):
+        function.__name__ = function.__qualname__ = name
+    # the references in a list: Ray hands them over as references, not as their objects
+    trainable = tune.with_parameters(train_lightning_on_shared, shared=[references]) \
+        if references else train_lightning
+    return tune.with_resources(trainable, spec.trial_resources())
 
 
 class TrialRunner:
-    """Runs one trial of ``spec`` in a Tune trial process; pickled into each trial."""
+    """Runs one trial of ``spec`` in a Tune trial process; pickled into each trial.
 
-    def __init__(self, spec: TrialSpec) -> None:
-        self.spec = spec
+    ``datamodule_key``: the spec's datamodule is the shared object under this key, fetched
+    from the object store by each trial.
+    """
+
+    def __init__(self, spec: TrialSpec, datamodule_key: Optional[str] = None) -> None:
+        self.spec = self._spec = spec
+        self.datamodule_key = datamodule_key
 
     def run(self, config: Dict[str, Any]) -> None:
         start_afresh()  # Tune may have run another trial in this process before
+        if self.datamodule_key is not None:
+            self.spec = dataclasses.replace(self._spec,
+                                            datamodule=shared_data.fetch(self.datamodule_key))
         trial_dir = trial_folder()
         # what this process prints goes to the trial folder: rank 0's log when it trains
         # itself, trial.log when worker actors train (they keep rank logs of their own)

@@ -3,7 +3,8 @@
 Each finished trial of the earlier experiment becomes an evaluated point: its searched values
 and its best reported value of this search's metric. Optuna takes them as completed trials of
 its study (so TPE models them from the first proposal on); a random or grid search cannot
-learn from them, and says it ignores them. Checked before Ray starts: the earlier experiment
+learn from them, and says it ignores them; HyperOpt is refused (Ray's HyperOptSearch can
+only run earlier configs again, not take their results). Checked before Ray starts: the earlier experiment
 must have searched the same parameters; its trials outside this search's ranges are left out.
 """
 
@@ -39,6 +40,11 @@ def evaluated_points(warm_start: Any, space: SearchSpace, metric: Any, mode: Any
     if not isinstance(metric, str):
         raise InvalidArgumentError("warm_start builds on a search of one metric for now; leave "
                                    "it out of a search of several objectives.")
+    if search_alg == "hyperopt":
+        raise InvalidArgumentError(
+            "warm_start cannot tell HyperOpt earlier trials: Ray's HyperOptSearch takes earlier "
+            "configs only to run them again, not their results. Use search_alg='optuna', "
+            "which builds on them.")
     earlier = _earlier_result(warm_start)
     searched = space.sampled_parameters() + space.grid_parameters()
     only_there = [name for name in earlier.searched if name not in searched]

@@ -8,6 +8,7 @@ import os
 import threading
 
 import ray
+import torch
 from lightning.pytorch.cli import LightningCLI
 
 from lightning_tune.examples.digits import DigitsClassifier, DigitsDataModule
@@ -362,3 +363,20 @@ class SizedClassifier(DigitsClassifier):
     def validation_step(self, batch, batch_idx):
         super().validation_step(batch, batch_idx)
         self.log("kparams", sum(p.numel() for p in self.parameters()) / 1000.0)
+
+
+class BallastDataModule(DigitsDataModule):
+    """The digits, and ``megabytes`` of tensors beside them: a datamodule too big to copy."""
+
+    def __init__(self, megabytes: int = 300, **kwargs):
+        super().__init__(**kwargs)
+        self.ballast = torch.ones(megabytes * 2 ** 20 // 4)  # float32
+
+
+class BallastClassifier(DigitsClassifier):
+    """Logs how many megabytes of ballast its trainer's datamodule holds, where it trains."""
+
+    def validation_step(self, batch, batch_idx):
+        super().validation_step(batch, batch_idx)
+        ballast = self.trainer.datamodule.ballast
+        self.log("ballast_mb", ballast.sum().item() * 4 / 2 ** 20)

@@ -11,6 +11,7 @@ from typing import Any, Callable, Optional
 
 import ray
 
+from lightning_tune import shared_data
 from lightning_tune.errors import InvalidTypeError
 
 _MAX_DEPTH = 6
@@ -18,8 +19,8 @@ _MAX_DEPTH = 6
 
 def serialize_for_workers(function: Callable, args: tuple, kwargs: dict) -> bytes:
     """Pickle the trainer function with its arguments; name the attribute that cannot be."""
-    try:
-        return ray.cloudpickle.dumps((function, args, kwargs))
+    try:  # a shared datamodule goes by reference: each worker fetches it from the object store
+        return shared_data.dumps((function, args, kwargs))
     except Exception as error:
         trainer = function.__self__
         suspects = [("the LightningModule", "self", trainer.lightning_module),

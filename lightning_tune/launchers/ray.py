@@ -24,6 +24,7 @@ from ray.util.placement_group import (PlacementGroup, get_current_placement_grou
                                       placement_group, remove_placement_group)
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
+from lightning_tune import shared_data
 from lightning_tune.bridge import Bridge, in_tune_trial
 from lightning_tune.cluster import ensure_ray
 from lightning_tune.errors import TrialShapeError, WorkerError
@@ -92,7 +93,7 @@ class RayLauncher:
                                                 else None, logs[rank],
                                                 send_log_back=logs[rank] is not None
                                                 and hosts[rank].node_id != here),
-                                  strategy.init_hook, restore): rank
+                                  strategy.init_hook, restore, shared_data.references()): rank
                 for rank, (worker, placement, env) in enumerate(zip(self._workers, placements, envs))
             }
             output = self._wait_for_workers(running, bridge, watchdog, logs,

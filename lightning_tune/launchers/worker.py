@@ -14,6 +14,7 @@ import ray
 import torch
 from lightning_utilities.core.apply_func import apply_to_collection
 
+from lightning_tune import shared_data
 from lightning_tune.launchers.contract import WorkerContext
 from lightning_tune.launchers.ranks import WorkerHost, WorkerPlacement, interface_of
 from lightning_tune.launchers.restore import RestoreFiles, materialize, remove_materialized
@@ -63,9 +64,11 @@ class TrainingWorker:
 
     def run(self, payload: bytes, placement: WorkerPlacement, env: Dict[str, str],
             context: WorkerContext, init_hook: Optional[Callable[[], None]],
-            restore: Optional[RestoreFiles] = None) -> RankResult:
+            restore: Optional[RestoreFiles] = None,
+            shared: Optional[Dict[str, Any]] = None) -> RankResult:
         start_afresh(self._environ)
         os.environ.update(env)
+        shared_data.use_references(shared or {})  # what the job names by reference
         created = materialize(restore)  # the checkpoint to resume from, if not on this node
         log = node_local_log() if context.send_log_back else context.log_path
         try:

@@ -37,12 +37,13 @@ def budgeted(ray_cluster, tmp_path_factory):
                  for trial in first.result_grid if trial.metrics_dataframe is not None}
     checkpoints = {trial.metrics_dataframe["trial_id"].iloc[-1]: trial.checkpoint
                    for trial in first.result_grid if trial.metrics_dataframe is not None}
+    read_back = load_result(first.experiment_path).interrupted
     resumed = resume(first.experiment_path)
-    return first, first_frame, histories, checkpoints, resumed
+    return first, first_frame, histories, checkpoints, resumed, read_back
 
 
 def test_the_budget_ends_the_search_with_everything_reported_kept(budgeted):
-    first, frame, histories, checkpoints, _ = budgeted
+    first, frame, histories, checkpoints, _, read_back = budgeted
     assert "the time budget of 12 s ran out" in first.summary()
     interrupted = frame[frame["status"] == "INTERRUPTED"]["trial_id"].tolist()
     assert interrupted, frame  # 8 epochs of 1.5 s each cannot fit in 12 s
@@ -54,12 +55,14 @@ def test_the_budget_ends_the_search_with_everything_reported_kept(budgeted):
         # the last report's checkpoint is the trial's latest: nothing reported was dropped
         assert os.path.basename(checkpoints[trial_id].path) == \
             history["checkpoint_dir_name"].iloc[-1]
+    # read back from the folder, the cut-short trials are still told apart
+    assert sorted(read_back) == sorted(interrupted)
     assert first.best_metrics["val_loss"] == pytest.approx(min(
         history["val_loss"].min() for history in histories.values()))
 
 
 def test_resume_continues_the_cut_short_trials_and_runs_the_rest(budgeted):
-    _, frame, histories, _, resumed = budgeted
+    _, frame, histories, _, resumed, _ = budgeted
     final = resumed.dataframe
     assert len(final) == 4 and (final["status"] == "TERMINATED").all(), final
     assert "time budget" not in resumed.summary()

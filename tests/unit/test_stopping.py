@@ -1,6 +1,7 @@
 """Stopping rules and the search's time budget, driven here as Tune would drive them (no Ray)."""
 
 import pickle
+import signal
 import time
 from types import SimpleNamespace
 
@@ -90,6 +91,33 @@ def test_bad_stop_and_budget_are_refused_before_ray_starts(ray_must_not_start, t
                        storage_path=str(tmp_path))
     with pytest.raises(InvalidArgumentError, match="empty dict"):
         tune_lightning(DigitsClassifier, {"lr": 1e-3}, stop={}, storage_path=str(tmp_path))
+
+
+@pytest.fixture(autouse=True)
+def no_tune_signal_handler():
+    """Tune leaves its SIGUSR1 handler installed after a search in this process; here the
+    budget must find none, unless a test installs one."""
+    before = signal.signal(signal.SIGUSR1, signal.SIG_DFL)
+    yield
+    signal.signal(signal.SIGUSR1, before)
+
+
+def test_the_budget_ends_the_search_through_tunes_signal_handler():
+    calls = []
+
+    def signal_interrupt_tune_run(sig, frame):  # named as Tune's handler is
+        calls.append(sig)
+
+    signal.signal(signal.SIGUSR1, signal_interrupt_tune_run)
+    budget = SearchTimeBudget(0.01)
+    budget.on_step_end(0, [])
+    budget.on_trial_result(0, [], SimpleNamespace(trial_id="a"), {})
+    time.sleep(0.05)
+    budget.on_step_end(1, [])  # nothing running: it ends at once
+    assert calls == [signal.SIGUSR1]
+    assert not budget.stop_all()  # Tune's loop ends as on Ctrl-C: no trial is stopped
+    budget.on_step_end(2, [])
+    assert calls == [signal.SIGUSR1]  # once
 
 
 def running(*ids, saving=()):

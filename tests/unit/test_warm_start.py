@@ -42,3 +42,14 @@ def test_the_first_proposals_concentrate_near_the_earlier_best():
     assert near_warm >= 6 and near_warm > sum(distance < 0.5 for distance in cold)
     assert statistics.median(warm) < statistics.median(cold)
     assert proposals(earlier_search()) == proposals(earlier_search())  # seeded: repeatable
+
+
+def test_hyperopt_cannot_build_on_an_earlier_search(ray_must_not_start, tmp_path):
+    from lightning_tune import tune_lightning
+    from lightning_tune.errors import InvalidArgumentError
+    from lightning_tune.examples import DigitsClassifier
+
+    with pytest.raises(InvalidArgumentError, match="Use search_alg='optuna'"):
+        tune_lightning(DigitsClassifier, {"lr": tune.loguniform(1e-3, 1e-1)},
+                       search_alg="hyperopt", warm_start=str(tmp_path),
+                       storage_path=str(tmp_path))
