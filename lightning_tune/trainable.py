@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import ray
 from ray import tune
@@ -31,8 +31,10 @@ from lightning_tune.trackers import (LoggersArgument, TrialConfigLogged, TrialIn
 from lightning_tune.trial_folder import trial_folder
 
 
-def lightning_trainable(model_cls: type, *, datamodule: Any = None, metric: str = "val_loss",
-                        mode: str = "min", max_epochs: int = 10, strategy: Optional[str] = None,
+def lightning_trainable(model_cls: type, *, datamodule: Any = None,
+                        metric: Union[str, Sequence[str]] = "val_loss",
+                        mode: Union[str, Sequence[str]] = "min", max_epochs: int = 10,
+                        strategy: Optional[str] = None,
                         num_workers: int = 1, cpus_per_worker: float = 1,
                         gpus_per_worker: float = 0,
                         trainer_kwargs: Optional[Dict[str, Any]] = None,
@@ -54,8 +56,9 @@ def lightning_trainable(model_cls: type, *, datamodule: Any = None, metric: str 
     worker actors warm for the next trial. ``loggers``: the trackers each trial logs to from
     rank 0, named after the trial, its config as hyperparameters: names ("tensorboard", the
     default; "csv"; "mlflow"), False for none, or a function taking a
-    :class:`~lightning_tune.trackers.TrialInfo` and returning Lightning loggers. Every
-    argument is checked here, before Ray starts.
+    :class:`~lightning_tune.trackers.TrialInfo` and returning Lightning loggers. ``metric``
+    (and ``mode``) may be lists: every report must hold each objective. Every argument is
+    checked here, before Ray starts.
     """
     return trainable_for(TrialSpec.from_arguments(locals()))
 
