@@ -11,10 +11,11 @@ whose strategy (``strategies``) has its ranks started by ``launchers``; rank 0's
 ``rank_logs`` keeps what each rank prints in its trial folder (``trial_folder`` says which
 folder), ``trackers`` gives each trial its experiment trackers (TensorBoard, CSV, MLflow) and
 ``run_settings`` the RunConfig and Tune defaults a search runs with, with ``stopping`` (time
-budget, stopping rules) and ``warm_start`` (an earlier search told to the searcher);
-``importance`` asks Optuna which hyperparameters mattered; ``pareto`` and
-``multi_objective_asha`` rank trials on several objectives, and ``multi_objective`` gives
-their Pareto front; ``shared_data`` puts a datamodule instance in the object store once.
+budget, stopping rules) and ``warm_start`` (an earlier search told to the searcher; HyperOpt
+through ``informed_hyperopt``); ``importance`` asks Optuna which hyperparameters mattered;
+``pareto`` and ``multi_objective_asha`` rank trials on several objectives, and
+``multi_objective`` gives their Pareto front; ``shared_data`` puts a datamodule instance and
+the space's large constants in the object store once.
 A LightningCLI project's config
 is searched by ``lightning_cli_search`` (``tune_lightning_cli``), which reads it through
 ``lightning_cli`` and, in each trial, ``trial_cli``. The ``pytorch_lightning`` twins of the

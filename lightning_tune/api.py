@@ -22,13 +22,13 @@ from lightning_tune.cluster import ensure_ray
 from lightning_tune.errors import (AllTrialsFailedError, ExperimentExistsError,
                                    ExperimentNotFoundError, InvalidArgumentError)
 from lightning_tune.lightning_cli import LightningCliConfig
-from lightning_tune.record import (ExperimentRecord, check_experiment_state, read_record,
-                                   write_record)
+from lightning_tune.record import check_experiment_state, read_record, write_record
 from lightning_tune.resources import check_cluster_can_hold
 from lightning_tune.results import TuneLightningResult
-from lightning_tune.routing import ConfigRouting
 from lightning_tune.run_settings import run_config, tune_environment
 from lightning_tune.searchers import make_scheduler, make_search_alg
+from lightning_tune.shared_data import (constant_references, resupplied_constants,
+                                        share_large_constants, shared_constant_names)
 from lightning_tune.spaces import SearchSpace, load_space
 from lightning_tune.spec import TrialSpec
 from lightning_tune.stopping import (SearchTimeBudget, StopArgument, budget_notes,
@@ -133,7 +133,8 @@ def tune_lightning(
         if resume:
             return _resume_experiment(experiment_path, callbacks=callbacks,
                                       datamodule=datamodule, trainer_kwargs=trainer_kwargs,
-                                      strategy_kwargs=strategy_kwargs, loggers=loggers)
+                                      strategy_kwargs=strategy_kwargs, loggers=loggers,
+                                      constants=param_space)
         raise ExperimentExistsError(
             f"An experiment named {name!r} already exists at {experiment_path}. Continue it with "
             f"tune_lightning(..., resume=True) or lightning_tune.resume({experiment_path!r}), or "
@@ -144,13 +145,15 @@ def tune_lightning(
     resources = spec.trial_resources()
     check_cluster_can_hold(resources.bundles, placement_strategy=resources.strategy,
                            what=f"Each trial (strategy={strategy!r}, num_workers={num_workers})")
+    shared_space, references = share_large_constants(param_space)  # big data once
+    constants = {name: param_space[name] for name in shared_constant_names(shared_space)}
     write_record(experiment_path, spec, searched, search={
         "time_budget_s": budget.seconds, "stop": stop if isinstance(stop, (str, dict)) else
-        None if stop is None else f"{type(stop).__module__}.{type(stop).__qualname__}"})
-    trainable = trainable_for(spec)
+        None if stop is None else f"{type(stop).__module__}.{type(stop).__qualname__}",
+        "shared_constants": list(constants)})
     tuner = tune.Tuner(
-        trainable,
-        param_space=param_space,
+        trainable_for(spec, references),
+        param_space=shared_space,
         # several objectives: the searcher and scheduler were told them; Tune takes one
         tune_config=TuneConfig(metric=None if spec.several else metric,
                                mode=None if spec.several else mode, search_alg=search,
@@ -169,7 +172,7 @@ def tune_lightning(
         result_grid = tuner.fit()
     if stopper is not None and stopper.error is not None:
         raise stopper.error  # a stopping rule named a metric the trials do not log
-    result = _result_or_error(result_grid, spec, searched, experiment_path, budget)
+    result = _result_or_error(result_grid, spec, searched, experiment_path, budget, constants)
     if verbose >= 1:
         print(f"\n{result.summary()}")
     return result
@@ -179,8 +182,8 @@ def resume(experiment_path: str, *, resume_errored: bool = False,
            callbacks: Optional[Sequence[Any]] = None, datamodule: Any = None,
            trainer_kwargs: Optional[Dict[str, Any]] = None,
            strategy_kwargs: Optional[Dict[str, Any]] = None,
-           loggers: LoggersArgument = None,
-           time_budget_s: Optional[float] = None) -> TuneLightningResult:
+           loggers: LoggersArgument = None, time_budget_s: Optional[float] = None,
+           constants: Optional[Dict[str, Any]] = None) -> TuneLightningResult:
     """Continue an interrupted ``tune_lightning`` experiment from its directory alone.
 
     Finished trials are not run again; trials that were running continue from their last
@@ -190,7 +193,8 @@ def resume(experiment_path: str, *, resume_errored: bool = False,
     trainer_kwargs or strategy_kwargs holding objects, a loggers function) cannot be recorded
     and must be given again. A trial's trackers continue its runs (the same TensorBoard folder,
     the same MLflow run). ``time_budget_s``: a budget for this continuation (the search's
-    first budget is not carried over; without one, the search runs to its end).
+    first budget is not carried over; without one, the search runs to its end). ``constants``:
+    the space's large constants by name, which the search kept in Ray's object store only.
     """
     experiment_path = os.path.abspath(os.path.expanduser(experiment_path))
     record = read_record(experiment_path)
@@ -202,6 +206,7 @@ def resume(experiment_path: str, *, resume_errored: bool = False,
             f"This experiment was started with {', '.join(missing)} that cannot be recorded as "
             "plain data: pass them again, e.g. resume(path, "
             + ", ".join(f"{name}=..." for name in missing) + ").")
+    shared = resupplied_constants(record.shared_constants, constants)
     seconds = check_time_budget(time_budget_s)
     if seconds is not None and record.search is None:
         raise InvalidArgumentError(
@@ -218,11 +223,14 @@ def resume(experiment_path: str, *, resume_errored: bool = False,
                      spec.mlflow_uri)
     ensure_ray()
     with restored_budget(seconds) as budget:
-        tuner = tune.Tuner.restore(experiment_path, trainable_for(spec), resume_unfinished=True,
-                                   resume_errored=resume_errored, restart_errored=False)
+        tuner = tune.Tuner.restore(experiment_path,
+                                   trainable_for(spec, constant_references(shared)),
+                                   resume_unfinished=True, resume_errored=resume_errored,
+                                   restart_errored=False)
     # an experiment recorded before the search named Tune's loggers keeps Tune's defaults
     with tune_environment(own_loggers="loggers" in record.settings):
-        return _result_or_error(tuner.fit(), spec, record.searched, experiment_path, budget)
+        return _result_or_error(tuner.fit(), spec, record.searched, experiment_path, budget,
+                                shared)
 
 
 _resume_experiment = resume  # tune_lightning's own ``resume`` flag hides the function
@@ -256,7 +264,7 @@ def load_result(experiment_path: str) -> TuneLightningResult:
     loggers = False if "loggers" in record.must_resupply else loggers_in_effect(
         record.settings.get("loggers"), record.settings.get("trainer_kwargs", {}))
     mlflow_uri = record.settings.get("mlflow_uri")
-    return TuneLightningResult(result_grid, _RecordedModel(record).build_model, record.metric,
+    return TuneLightningResult(result_grid, record.build_model, record.metric,
                                record.mode, checkpoint_filename=record.checkpoint_filename,
                                searched=record.searched,
                                tracker_hints=tracker_hints(loggers, experiment_path, mlflow_uri),
@@ -265,22 +273,9 @@ def load_result(experiment_path: str) -> TuneLightningResult:
                                             if trial.status not in ("TERMINATED", "ERROR")])
 
 
-class _RecordedModel:
-    """Builds the recorded model class from a config, importing the class only when asked."""
-
-    def __init__(self, record: ExperimentRecord) -> None:
-        self.record = record
-
-    def build_model(self, config: Dict[str, Any]) -> Any:
-        cli = self.record.settings.get("lightning_cli")
-        if cli is not None:
-            return LightningCliConfig.from_record(cli).build_model(config)
-        # the config was checked when the search ran: the model takes the keys it accepts
-        return ConfigRouting(self.record.model_cls()).model.build(config)
-
-
 def _result_or_error(result_grid: tune.ResultGrid, spec: TrialSpec, searched: Sequence[str],
-                     experiment_path: str, budget: SearchTimeBudget) -> TuneLightningResult:
+                     experiment_path: str, budget: SearchTimeBudget,
+                     constants: Dict[str, Any]) -> TuneLightningResult:
     errors = result_grid.errors
     if errors and len(errors) == len(result_grid):
         raise AllTrialsFailedError(
@@ -294,4 +289,4 @@ def _result_or_error(result_grid: tune.ResultGrid, spec: TrialSpec, searched: Se
                                    loggers_in_effect(spec.loggers, spec.trainer_kwargs),
                                    experiment_path, spec.mlflow_uri),
                                notes=budget_notes(budget, result_grid),
-                               interrupted=budget.cut_short)
+                               interrupted=budget.cut_short, constants=constants)

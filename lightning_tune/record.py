@@ -16,6 +16,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from lightning_tune.errors import (ExperimentNotFoundError, InvalidArgumentError,
                                    RecordedClassImportError)
+from lightning_tune.lightning_cli import LightningCliConfig
+from lightning_tune.routing import ConfigRouting
 from lightning_tune.spec import TrialSpec
 
 RECORD_FILE = "lightning_tune.json"
@@ -72,6 +74,19 @@ class ExperimentRecord:
 
     def datamodule_cls(self) -> Optional[type]:
         return import_class(self.datamodule_path, "datamodule class") if self.datamodule_path else None
+
+    @property
+    def shared_constants(self) -> List[str]:
+        """The space's large constants the search kept in Ray's object store only."""
+        return list((self.search or {}).get("shared_constants", []))
+
+    def build_model(self, config: Dict[str, Any]) -> Any:
+        """The recorded model class (imported now) built from a trial's config."""
+        cli = self.settings.get("lightning_cli")
+        if cli is not None:
+            return LightningCliConfig.from_record(cli).build_model(config)
+        # the config was checked when the search ran: the model takes the keys it accepts
+        return ConfigRouting(self.model_cls()).model.build(config)
 
     def trial_spec(self, **objects: Any) -> TrialSpec:
         """The spec to continue with; ``objects``: what ``must_resupply`` names, given again."""

@@ -17,6 +17,7 @@ from lightning_tune.errors import InvalidArgumentError
 from lightning_tune.lightning_cli import CONFIG_FILENAME as TRIAL_CONFIG_FILE
 from lightning_tune.rank_logs import model_warnings
 from lightning_tune.sharded_checkpoints import is_sharded_checkpoint, load_model_weights
+from lightning_tune.shared_data import with_constants
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -77,8 +78,11 @@ class TuneLightningResult:
                  metric: Union[str, Sequence[str]], mode: Union[str, Sequence[str]],
                  checkpoint_filename: Optional[str] = "checkpoint",
                  searched: Sequence[str] = (), tracker_hints: Sequence[str] = (),
-                 notes: Sequence[str] = (), interrupted: Sequence[str] = ()) -> None:
+                 notes: Sequence[str] = (), interrupted: Sequence[str] = (),
+                 constants: Optional[Dict[str, Any]] = None) -> None:
         self.result_grid = result_grid
+        #: the space's large constants, which configs hold as a SharedConstant (see shared_data)
+        self.constants = dict(constants or {})
         #: how the search ended, where that needs saying (a time budget that ran out)
         self.notes = list(notes)
         #: ids of the trials the search ended before their end (``resume`` continues them)
@@ -157,10 +161,12 @@ class TuneLightningResult:
                                "training_iteration"] if c in frame]
         return frame[leading + [c for c in frame.columns if c not in leading]]
 
-    def load_best_model(self, trial: Optional[str] = None) -> Any:
+    def load_best_model(self, trial: Optional[str] = None,
+                        constants: Optional[Dict[str, Any]] = None) -> Any:
         """The model class built from the best config, with the best checkpoint's weights;
         with ``trial`` (a trial id, e.g. a ``pareto_front`` row's), that trial's config and
-        latest checkpoint instead.
+        latest checkpoint instead. ``constants``: the space's large constants, which a result
+        read back from its folder does not hold (Ray's object store kept them).
 
         A sharded checkpoint (FSDP's ``state_dict_type="sharded"``) is consolidated here, in
         this process; every checkpoint is read as data only.
@@ -175,7 +181,7 @@ class TuneLightningResult:
             raise InvalidArgumentError(
                 "The trial saved no checkpoint (it was reported with TuneReportCallback, "
                 "not TuneReportCheckpointCallback).")
-        model = self._build_model(config)
+        model = self._build_model(with_constants(config, dict(self.constants, **constants or {})))
         with checkpoint.as_directory() as directory:
             path = os.path.join(directory, self.checkpoint_filename)
             if not os.path.exists(path):

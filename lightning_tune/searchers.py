@@ -26,6 +26,7 @@ SCHEDULERS = ("fifo", "asha", "hyperband", "median", "pbt", "mo-asha")
 #: what a search of several objectives can run with
 MULTI_OBJECTIVE_SEARCH_ALGS = ("optuna", "random", "grid")
 MULTI_OBJECTIVE_SCHEDULERS = ("mo-asha", "fifo")
+WARM_STUDY = "warm_start"  # the Optuna study a warm-started search of several objectives loads
 
 
 def check_space_for_searcher(space: SearchSpace, search_alg: Any) -> None:
@@ -69,7 +70,8 @@ def make_search_alg(search_alg: Union[str, Searcher, SearchAlgorithm], space: Se
     """The search algorithm and the ``param_space`` to give Tune with it.
 
     ``evaluated``: configs already evaluated and their values (an earlier search's, see
-    :mod:`lightning_tune.warm_start`), which Optuna takes as completed trials.
+    :mod:`lightning_tune.warm_start`; a list per config for several objectives), which Optuna
+    takes as completed trials and HyperOpt as finished trials of its history.
 
     ``seed`` makes the sequence of configs repeatable for every named searcher.
     ``max_concurrent`` goes to the variant generator itself: Tune applies
@@ -90,24 +92,42 @@ def make_search_alg(search_alg: Union[str, Searcher, SearchAlgorithm], space: Se
         return (BasicVariantGenerator(random_state=seed, max_concurrent=max_concurrent or 0),
                 space.to_tune(seed))
     if search_alg == "hyperopt":
-        from ray.tune.search.hyperopt import HyperOptSearch
+        from lightning_tune.informed_hyperopt import InformedHyperOptSearch
 
-        return (HyperOptSearch(random_state_seed=seed, n_initial_points=STARTUP_TRIALS),
-                space.to_tune(seed))
+        return (InformedHyperOptSearch(*evaluated, random_state_seed=seed,
+                                       n_initial_points=STARTUP_TRIALS), space.to_tune(seed))
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
     sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=STARTUP_TRIALS)
     configs, values = evaluated
     if several:  # Optuna's multi-objective study: told the objectives and their directions
+        told = _told_study(configs, values, space.to_tune(seed), mode) if configs else {}
         return (OptunaSearch(space=_DefineByRun(space) if space.conditional else None,
-                             metric=metric, mode=mode, sampler=sampler),
+                             metric=metric, mode=mode, sampler=sampler, **told),
                 constants_of(space) if space.conditional else space.to_tune(seed))
     if not space.conditional:
         return (OptunaSearch(sampler=sampler, points_to_evaluate=configs or None,
                              evaluated_rewards=values or None), space.to_tune(seed))
     return (OptunaSearch(space=_DefineByRun(space), metric=metric, mode=mode, sampler=sampler),
             constants_of(space))
+
+
+def _told_study(configs: List[Dict[str, Any]], values: List[List[float]],
+                param_space: Dict[str, Any], modes: List[str]) -> Dict[str, Any]:
+    """An in-memory Optuna study holding evaluated trials of several objectives, which
+    OptunaSearch loads by name (its evaluated_rewards take one value a trial)."""
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    distributions = OptunaSearch.convert_search_space(param_space)
+    storage = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(storage=storage, study_name=WARM_STUDY, directions=[
+        "minimize" if mode == "min" else "maximize" for mode in modes])
+    for config, trial_values in zip(configs, values):
+        study.add_trial(optuna.trial.create_trial(params=config, values=trial_values,
+                                                  distributions=distributions))
+    return {"storage": storage, "study_name": WARM_STUDY}
 
 
 def constants_of(space: SearchSpace) -> Dict[str, Any]:
@@ -124,8 +144,10 @@ class _DefineByRun:
 
     def __init__(self, space: SearchSpace) -> None:
         self.parameters = space.parameters
+        conditions = {name for parameter in self.parameters.values() for name in parameter.when}
+        # only the constants a condition reads: the searcher's saved state holds these
         self.constants = {name: entry for name, entry in space.entries.items()
-                          if name not in self.parameters}
+                          if name not in self.parameters and name in conditions}
 
     def __call__(self, trial: Any) -> Dict[str, Any]:
         inactive: Dict[str, Any] = {}

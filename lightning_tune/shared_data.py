@@ -13,17 +13,30 @@ hands to a reducer, such as a datamodule: not a plain dict or list.)
 Each process keeps what it fetched until its next job names its references
 (:func:`use_references`): a job trains on the object as fetched, never on one a previous
 trial changed.
+
+Large constants of the space (a tensor, an array, a table: :data:`LARGE_CONSTANT_BYTES` or
+more) go the same way (:func:`share_large_constants`). Left in the space, Tune would copy each
+into every trial's config, and from there into the experiment's saved state, each trial's
+params files and every trial process. The space keeps a :class:`SharedConstant` in its place,
+so configs, tables and tracker hyperparameters show its name and size; each trial swaps it for
+the fetched object before building the model and datamodule (:func:`with_constants`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import uuid
-from typing import Any, Dict, Mapping
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import ray
 
-from lightning_tune.errors import UnknownNameError
+from ray.tune.search.sample import Domain
+
+from lightning_tune.errors import InvalidArgumentError, UnknownNameError
+
+#: a constant of the space at least this large (in bytes) is shared, not copied per trial
+LARGE_CONSTANT_BYTES = 2 ** 20
 
 _references: Dict[str, Any] = {}  # key -> ObjectRef, in this process
 _fetched: Dict[str, Any] = {}  # key -> the object fetched in this process for this job
@@ -75,3 +88,103 @@ def dumps(obj: Any) -> bytes:
     buffer = io.BytesIO()
     _ByReference(buffer).dump(obj)
     return buffer.getvalue()
+
+
+@dataclasses.dataclass(frozen=True)
+class SharedConstant:
+    """Stands in a config for a large constant of the space, kept in the object store."""
+
+    name: str
+    megabytes: float
+
+    @property
+    def key(self) -> str:
+        """Its key among the shared objects: the same for a resumed search."""
+        return f"constant/{self.name}"
+
+    def __repr__(self) -> str:
+        return f"<{self.name}: {self.megabytes:.1f} MB, shared>"
+
+
+def share_large_constants(param_space: Mapping[str, Any]
+                          ) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """``param_space`` with each large constant in the object store; the references by key.
+
+    Only top-level constants holding no Tune domain count (a nested space stays as it is).
+    """
+    space, references = dict(param_space), {}
+    for name, value in param_space.items():
+        size = _constant_size(value)
+        if size >= LARGE_CONSTANT_BYTES:
+            space[name] = SharedConstant(name, size / 2 ** 20)
+            references.update(constant_references({name: value}))
+    return space, references
+
+
+def constant_references(constants: Mapping[str, Any]) -> Dict[str, Any]:
+    """Each of ``constants`` (by name) put in the object store, under its constant's key."""
+    return {SharedConstant(name, 0).key: ray.put(value) for name, value in constants.items()}
+
+
+def resupplied_constants(names: List[str], constants: Optional[Mapping[str, Any]]
+                         ) -> Dict[str, Any]:
+    """The constants ``names`` a search shared, given again (to resume it), by name."""
+    missing = [name for name in names if name not in (constants or {})]
+    if missing:
+        raise InvalidArgumentError(
+            f"{missing} were large constants of the space, kept in Ray's object store while the "
+            "search ran and not with the experiment: pass them again, e.g. constants="
+            + "{" + ", ".join(f"{name!r}: ..." for name in missing) + "}.")
+    return {name: constants[name] for name in names}
+
+
+def shared_constant_names(config: Mapping[str, Any]) -> List[str]:
+    """The names of the constants ``config`` holds by reference."""
+    return [name for name, value in config.items() if isinstance(value, SharedConstant)]
+
+
+def with_constants(config: Mapping[str, Any],
+                   constants: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+    """``config`` with its shared constants in place: from ``constants`` (by name) where
+    given, else fetched (in a trial, whose job named their references)."""
+    names = shared_constant_names(config)
+    given = resupplied_constants(names, constants) if constants is not None else {
+        name: fetch(config[name].key) for name in names}
+    return {**config, **given}
+
+
+def constants_named(config: Mapping[str, Any]) -> Dict[str, Any]:
+    """``config`` with each shared constant as its name and size, a string: plain data for
+    a checkpoint that is loaded as data only, and for trackers' hyperparameters."""
+    return {name: repr(value) if isinstance(value, SharedConstant) else value
+            for name, value in config.items()}
+
+
+def _constant_size(value: Any) -> int:
+    """Bytes ``value`` would take in a config: 0 for a domain or anything holding one."""
+    if isinstance(value, (Domain, SharedConstant, bool, int, float, type(None))):
+        return 0
+    if isinstance(value, (str, bytes, bytearray)):
+        return len(value)
+    if isinstance(value, Mapping):
+        if "grid_search" in value or any(_holds_domain(item) for item in value.values()):
+            return 0
+    elif isinstance(value, (list, tuple)) and any(_holds_domain(item) for item in value):
+        return 0
+    nbytes = getattr(value, "nbytes", None)  # an array or tensor, without pickling it
+    if isinstance(nbytes, int):
+        return nbytes
+    try:
+        return len(ray.cloudpickle.dumps(value))
+    except Exception:  # noqa: BLE001 - Tune reports what cannot be pickled, in its own words
+        return 0
+
+
+def _holds_domain(value: Any) -> bool:
+    if isinstance(value, Domain):
+        return True
+    if isinstance(value, Mapping):
+        return "grid_search" in value or any(_holds_domain(item) for item in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_holds_domain(item) for item in value)
+    return False

@@ -63,17 +63,20 @@ def lightning_trainable(model_cls: type, *, datamodule: Any = None,
     return trainable_for(TrialSpec.from_arguments(locals()))
 
 
-def trainable_for(spec: TrialSpec) -> Callable[[dict], None]:
+def trainable_for(spec: TrialSpec, constants: Optional[Dict[str, Any]] = None
+                  ) -> Callable[[dict], None]:
     """The Tune function trainable of ``spec``, with the trial's resources attached.
 
     A datamodule instance goes into Ray's object store once, when Ray is running (see
     :mod:`lightning_tune.shared_data`); otherwise it is pickled with the trainable.
+    ``constants``: the references of the space's shared constants, which trials fetch.
     """
     shares_datamodule = spec.datamodule is not None and not isinstance(spec.datamodule, type) \
         and ray.is_initialized()
     references = shared_data.share(spec.datamodule) if shares_datamodule else {}
     runner = TrialRunner(dataclasses.replace(spec, datamodule=None) if references else spec,
                          datamodule_key=next(iter(references), None))
+    references.update(constants or {})
 
     def train_lightning(config: Dict[str, Any]) -> None:
         shared_data.use_references({})
@@ -117,13 +120,17 @@ class TrialRunner:
             self._train(config, trial_dir)
 
     def _train(self, config: Dict[str, Any], trial_dir: str) -> None:
+        """Builds from the config with its shared constants fetched; trackers and checkpoints
+        see each one by name and size, as plain data."""
         spec = self.spec
+        built_from = shared_data.with_constants(config)
+        config = shared_data.constants_named(config)
         if spec.lightning_cli is not None:
-            trial = spec.lightning_cli.trial(config, max_epochs=spec.max_epochs)
+            trial = spec.lightning_cli.trial(built_from, max_epochs=spec.max_epochs)
             model, datamodule, settings = trial.model, trial.datamodule, trial.trainer_settings
             _write_text(os.path.join(trial_dir, CONFIG_FILENAME), trial.config_text)
         else:
-            (model, datamodule), settings = spec.routing.build(config), {}
+            (model, datamodule), settings = spec.routing.build(built_from), {}
         reporter = spec.report_callback or TuneReportCheckpointCallback.make_for_tree(
             spec.tree, on="validation_end")
         reporter.required_metric = spec.metric

@@ -1,11 +1,13 @@
 """Build on an earlier search: its finished trials are told to the searcher before it proposes.
 
 Each finished trial of the earlier experiment becomes an evaluated point: its searched values
-and its best reported value of this search's metric. Optuna takes them as completed trials of
-its study (so TPE models them from the first proposal on); a random or grid search cannot
-learn from them, and says it ignores them; HyperOpt is refused (Ray's HyperOptSearch can
-only run earlier configs again, not take their results). Checked before Ray starts: the earlier experiment
-must have searched the same parameters; its trials outside this search's ranges are left out.
+and its best reported value of this search's metric (for several objectives, its last report
+of them all). Optuna takes them as completed trials of
+its study, HyperOpt as finished trials of its history (see
+:mod:`lightning_tune.informed_hyperopt`), so TPE models them from the first proposal on; a
+random or grid search cannot learn from them, and says it ignores them. Checked before Ray
+starts: the earlier experiment must have searched the same parameters; its trials outside
+this search's ranges are left out.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Tuple, Union
 from ray.tune.search.sample import Categorical, Domain, Float, Integer
 
 from lightning_tune.errors import ExperimentNotFoundError, InvalidArgumentError, InvalidTypeError
+from lightning_tune.searchers import check_space_for_searcher
 from lightning_tune.results import TuneLightningResult, best_of
 from lightning_tune.spaces import Parameter, SearchSpace
 
@@ -26,7 +29,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: the named searchers that learn from evaluated points
-LEARNING_SEARCHERS = ("optuna",)
+LEARNING_SEARCHERS = ("optuna", "hyperopt")
 
 
 def evaluated_points(warm_start: Any, space: SearchSpace, metric: Any, mode: Any,
@@ -37,14 +40,7 @@ def evaluated_points(warm_start: Any, space: SearchSpace, metric: Any, mode: Any
     """
     if warm_start is None:
         return [], []
-    if not isinstance(metric, str):
-        raise InvalidArgumentError("warm_start builds on a search of one metric for now; leave "
-                                   "it out of a search of several objectives.")
-    if search_alg == "hyperopt":
-        raise InvalidArgumentError(
-            "warm_start cannot tell HyperOpt earlier trials: Ray's HyperOptSearch takes earlier "
-            "configs only to run them again, not their results. Use search_alg='optuna', "
-            "which builds on them.")
+    check_space_for_searcher(space, search_alg)  # what the searcher cannot run comes first
     earlier = _earlier_result(warm_start)
     searched = space.sampled_parameters() + space.grid_parameters()
     only_there = [name for name in earlier.searched if name not in searched]
@@ -60,17 +56,18 @@ def evaluated_points(warm_start: Any, space: SearchSpace, metric: Any, mode: Any
     if not isinstance(search_alg, str):
         raise InvalidArgumentError(
             "warm_start works with the named searchers; for your own Searcher, give it the "
-            "earlier trials yourself (e.g. OptunaSearch(points_to_evaluate=..., "
-            "evaluated_rewards=...)).")
+            "earlier trials yourself (OptunaSearch(points_to_evaluate=..., evaluated_rewards=...), "
+            "or lightning_tune.informed_hyperopt.InformedHyperOptSearch).")
     if search_alg not in LEARNING_SEARCHERS:
         log.warning("warm_start: search_alg=%r does not learn from earlier trials, so the %d "
-                    "trials of %s are ignored. search_alg='optuna' builds on them.",
+                    "trials of %s are ignored. search_alg='optuna' or 'hyperopt' builds on "
+                    "them.",
                     search_alg, len(earlier.result_grid), earlier.experiment_path)
         return [], []
     if space.conditional:
         raise InvalidArgumentError(
-            f"warm_start cannot tell Optuna earlier trials of a space with conditional "
-            f"parameters {space.conditional} (Ray's OptunaSearch takes none with them). Make "
+            f"warm_start cannot tell {search_alg} earlier trials of a space with conditional "
+            f"parameters {space.conditional} (Ray's searchers take none with them). Make "
             "them unconditional, or search without warm_start.")
     return _points(earlier, space, searched, metric, mode)
 
@@ -91,24 +88,21 @@ def _earlier_result(warm_start: Any) -> TuneLightningResult:
 
 
 def _points(earlier: TuneLightningResult, space: SearchSpace, searched: List[str],
-            metric: str, mode: str) -> Tuple[List[Dict[str, Any]], List[float]]:
+            metric: Any, mode: Any) -> Tuple[List[Dict[str, Any]], List[Any]]:
     domains = {name: _domain(space.entries[name]) for name in searched}
     configs: List[Dict[str, Any]] = []
-    values: List[float] = []
+    values: List[Any] = []
     outside = 0
     for trial in earlier.result_grid:
-        history = trial.metrics_dataframe
-        if trial.error or history is None or metric not in history:
-            continue
-        reported = history[metric].dropna()
-        if not len(reported):
+        value = _value_of(trial.metrics_dataframe, metric, mode) if not trial.error else None
+        if value is None:
             continue
         config = {name: (trial.config or {}).get(name) for name in searched}
         if not all(_inside(domains[name], value) for name, value in config.items()):
             outside += 1
             continue
         configs.append(config)
-        values.append(float(reported[best_of(reported, mode)]))
+        values.append(value)
     if not configs:
         raise InvalidArgumentError(
             f"warm_start: no finished trial of {earlier.experiment_path} reported {metric!r} "
@@ -118,6 +112,20 @@ def _points(earlier: TuneLightningResult, space: SearchSpace, searched: List[str
                 len(configs), earlier.experiment_path,
                 f" ({outside} outside this search's ranges left out)" if outside else "")
     return configs, values
+
+
+def _value_of(history: Any, metric: Any, mode: Any) -> Any:
+    """A trial's result for the searcher: one metric's best report; for several objectives,
+    the last report holding them all (a trial's trade-off as it ended), as a list."""
+    if history is None:
+        return None
+    if isinstance(metric, str):
+        reported = history[metric].dropna() if metric in history else []
+        return float(reported[best_of(reported, mode)]) if len(reported) else None
+    if not all(name in history for name in metric):
+        return None
+    complete = history[metric].dropna()
+    return [float(value) for value in complete.iloc[-1]] if len(complete) else None
 
 
 def _domain(entry: Any) -> Any:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+from typing import Optional
 
 import ray
 import torch
@@ -371,6 +372,15 @@ class BallastDataModule(DigitsDataModule):
     def __init__(self, megabytes: int = 300, **kwargs):
         super().__init__(**kwargs)
         self.ballast = torch.ones(megabytes * 2 ** 20 // 4)  # float32
+
+
+class TableDataModule(DigitsDataModule):
+    """The digits, with a large tensor the search gives as a constant of its space beside them
+    (as the ballast, which :class:`BallastClassifier` measures)."""
+
+    def __init__(self, table: Optional[torch.Tensor] = None, batch_size: int = 64):
+        super().__init__(batch_size=batch_size)
+        self.ballast = table
 
 
 class BallastClassifier(DigitsClassifier):

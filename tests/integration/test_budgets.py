@@ -10,6 +10,7 @@ from lightning_tune import load_result, resume, tune_lightning
 from lightning_tune.cli import main as cli_main
 from lightning_tune.errors import ExperimentNotFoundError, InvalidArgumentError
 from lightning_tune.examples import DigitsClassifier, DigitsDataModule
+from lightning_tune.informed_hyperopt import InformedHyperOptSearch
 from tests.models import SlowEpochClassifier
 
 pytestmark = pytest.mark.timeout(400)
@@ -139,6 +140,18 @@ def test_a_second_search_builds_on_the_first(budgeted, tmp_path, caplog):
     assert told == [f"warm_start: the searcher starts from {inside} finished trials of "
                     f"{earlier}" + (f" ({4 - inside} outside this search's ranges left out)."
                                     if inside < 4 else ".")]
+    caplog.clear()  # HyperOpt too, its history saved with the searcher's state
+    result = tune_lightning(DigitsClassifier, narrower, datamodule=DigitsDataModule,
+                            search_alg="hyperopt", warm_start=earlier, num_samples=1,
+                            max_epochs=1, scheduler="fifo", seed=0,
+                            storage_path=str(tmp_path), name="hyperopt", verbose=0)
+    assert len(result.dataframe) == 1 and told[0] in caplog.text
+    searcher_state = list((tmp_path / "hyperopt").glob("searcher-state-*.pkl"))
+    assert len(searcher_state) == 1
+    restored = InformedHyperOptSearch([], [])
+    restored.restore(str(searcher_state[0]))
+    history = restored.get_state()["hyperopt_trials"]
+    assert len(history.trials) == inside + 1  # the told trials, then the one it ran
     caplog.clear()
     tune_lightning(DigitsClassifier, narrower, datamodule=DigitsDataModule,
                    warm_start=earlier, num_samples=1, max_epochs=1, scheduler="fifo",

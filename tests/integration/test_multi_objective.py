@@ -1,6 +1,9 @@
 """A search of two objectives, loss against size, on digits: its Pareto front, a model from
 it, its figure, and its record read back (local Ray)."""
 
+import pickle
+from pathlib import Path
+
 import pytest
 import torch
 from ray import tune
@@ -87,3 +90,18 @@ def test_the_figure_and_the_record_read_back(searched, tmp_path):
     # importance per objective (5 trials are too few to trust which comes first)
     shares = again.importance(metric="kparams", mode="min")
     assert set(shares) == {"lr", "hidden_size"} and sum(shares.values()) == pytest.approx(1)
+
+
+def test_a_second_search_of_both_objectives_builds_on_the_first(searched, tmp_path):
+    space = {"lr": tune.loguniform(3e-3, 1e-1), "hidden_size": tune.choice([8, 32, 128])}
+    second = tune_lightning(SizedClassifier, space, datamodule=DigitsDataModule,
+                            metric=OBJECTIVES, mode=["min", "min"], search_alg="optuna",
+                            warm_start=searched.experiment_path, num_samples=1, max_epochs=1,
+                            seed=0, storage_path=str(tmp_path), name="second", verbose=0)
+    assert len(second.dataframe) == 1
+    # its saved study holds the first search's five trials, each as it ended, then its own
+    (state_file,) = Path(second.experiment_path).glob("searcher-state-*.pkl")
+    with open(state_file, "rb") as handle:  # OptunaSearch saves its attributes so
+        study = pickle.load(handle)["_ot_study"]
+    told = sorted(tuple(trial.values) for trial in study.trials[:5])
+    assert told == sorted(finals(searched).values()) and len(study.trials) == 6

@@ -1,6 +1,7 @@
 """A datamodule holding 300 MB goes into Ray's object store once: every trial and worker
 trains on it, while the trainable, the control store (GCS) and the driver do not grow with
-the number of trials (local Ray)."""
+the number of trials; so does a 200 MB constant of the space, which the experiment's folder
+does not hold either (local Ray)."""
 
 import ctypes
 import gc
@@ -9,9 +10,13 @@ import psutil
 import pytest
 import ray
 
-from lightning_tune import TrialSpec, tune_lightning
+import torch
+
+from lightning_tune import TrialSpec, load_result, resume, tune_lightning
+from lightning_tune.errors import InvalidArgumentError
+from lightning_tune.shared_data import SharedConstant
 from lightning_tune.trainable import trainable_for
-from tests.models import BallastClassifier, BallastDataModule
+from tests.models import BallastClassifier, BallastDataModule, TableDataModule
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -73,3 +78,40 @@ def test_trials_and_workers_train_on_it_and_nothing_grows_per_trial(ray_cluster,
     result = search(data, tmp_path, "ddp", 2, strategy="ddp", num_workers=2,
                     cpus_per_worker=0.5)
     assert (result.dataframe["ballast_mb"] == MEGABYTES).all()
+
+
+def folder_mb(path):
+    return sum(item.stat().st_size for item in path.rglob("*") if item.is_file()) / 2 ** 20
+
+
+def test_a_large_constant_of_the_space_is_shared_not_copied_per_trial(ray_cluster, tmp_path):
+    table = torch.ones(200 * 2 ** 20 // 4)  # 200 MB of float32, routed to the datamodule
+
+    def search(name, trials):
+        return tune_lightning(BallastClassifier, {"lr": 0.02, "table": table},
+                              datamodule=TableDataModule, num_samples=trials, max_epochs=1,
+                              scheduler="fifo", storage_path=str(tmp_path), name=name,
+                              verbose=0)
+
+    growth = {}
+    for trials in (1, 3):
+        gcs_before, driver_before = memory_mb()
+        result = search(f"table_{trials}", trials)
+        gcs_after, driver_after = memory_mb()
+        growth[trials] = (gcs_after - gcs_before, driver_after - driver_before)
+        assert (result.dataframe["ballast_mb"] == 200).all()  # each trial built with it all
+        # Tune's state, the trials' params and checkpoints: the constant by name, not in full
+        assert folder_mb(tmp_path / f"table_{trials}") < 20
+    # left in the space, each trial's config would hold a copy in the driver
+    assert growth[3][0] - growth[1][0] < 50 and growth[3][1] - growth[1][1] < 100, growth
+    assert result.best_config["table"] == SharedConstant("table", 200.0)
+    assert isinstance(result.load_best_model(), BallastClassifier)  # the driver holds it
+    # read back from the folder, the constant must be given again, by name
+    with pytest.raises(InvalidArgumentError, match=r"\['table'\] were large constants"):
+        load_result(result.experiment_path).load_best_model()
+    model = load_result(result.experiment_path).load_best_model(constants={"table": table})
+    assert torch.equal(model.net[0].weight, result.load_best_model().net[0].weight)
+    with pytest.raises(InvalidArgumentError, match=r"constants=\{'table': \.\.\.\}"):
+        resume(result.experiment_path)
+    again = resume(result.experiment_path, constants={"table": table})  # nothing left to run
+    assert len(again.dataframe) == 3 and again.best_config == result.best_config

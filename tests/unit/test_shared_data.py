@@ -51,3 +51,44 @@ def test_each_job_fetches_afresh_and_only_what_it_names(store):
     shared_data.use_references({})
     with pytest.raises(UnknownNameError, match="No shared object 'data'"):
         shared_data.fetch("data")
+
+
+def test_large_constants_of_the_space_are_shared_and_fetched_where_the_trial_builds(
+        monkeypatch):
+    import numpy as np
+    from ray import tune
+
+    from lightning_tune.errors import InvalidArgumentError
+
+    stored = {}
+
+    def put(value):
+        stored[f"ref-{len(stored)}"] = value
+        return f"ref-{len(stored) - 1}"
+
+    monkeypatch.setattr(shared_data.ray, "put", put)
+    monkeypatch.setattr(shared_data.ray, "get", lambda ref: stored[ref])
+    # 4 MB of tensor; a list of words, 2 MB pickled
+    table, vocabulary = torch.ones(2 ** 20), [f"word{index}" for index in range(200_000)]
+    space = {"lr": tune.loguniform(1e-3, 1e-1), "table": table, "vocabulary": vocabulary,
+             "hidden": 32, "name": "small", "grid": tune.grid_search([1, 2]),
+             "nested": {"width": tune.choice([16, 32]), "big": np.ones(2 ** 20)}}
+    shared, references = shared_data.share_large_constants(space)
+    assert shared_data.shared_constant_names(shared) == ["table", "vocabulary"]
+    assert repr(shared["table"]) == "<table: 4.0 MB, shared>"
+    assert {name: shared[name] for name in ("lr", "hidden", "name", "grid", "nested")} == {
+        name: space[name] for name in ("lr", "hidden", "name", "grid", "nested")}
+    assert sorted(references) == ["constant/table", "constant/vocabulary"]
+    # in a trial whose job named the references: fetched; the small entries as they were
+    shared_data.use_references(references)
+    config = {"lr": 0.01, "hidden": 32, "table": shared["table"],
+              "vocabulary": shared["vocabulary"]}
+    built = shared_data.with_constants(config)
+    assert built["table"] is table and built["vocabulary"] is vocabulary and built["lr"] == 0.01
+    assert config["table"] == shared["table"]  # the trial's config itself keeps the name
+    # where the object store is not at hand, they must be given, each one named
+    assert shared_data.with_constants(config, {"table": 1, "vocabulary": 2})["table"] == 1
+    with pytest.raises(InvalidArgumentError, match=r"\['vocabulary'\] were large constants"
+                       r".*constants=\{'vocabulary': \.\.\.\}"):
+        shared_data.with_constants(config, {"table": 1})
+    assert shared_data.with_constants({"lr": 0.1}, {}) == {"lr": 0.1}

@@ -73,8 +73,6 @@ def test_our_errors_keep_their_built_in_bases():
     ({"metric": ["val_loss", "kparams"], "mode": ["min", "min"], "scheduler": "pbt"},
      r"scheduler='pbt' ranks trials by one metric"),
     ({"scheduler": "mo-asha"}, "give metric and mode as lists"),
-    ({"metric": ["val_loss", "kparams"], "mode": ["min", "min"], "warm_start": "/nowhere"},
-     "warm_start builds on a search of one metric"),
 ])
 def test_several_objectives_are_checked_before_ray_starts(ray_must_not_start, tmp_path,
                                                           arguments, words):

@@ -1,4 +1,4 @@
-"""Optuna told an earlier search's trials proposes near its best region (no Ray)."""
+"""Optuna and HyperOpt told an earlier search's trials propose near its best region (no Ray)."""
 
 import math
 import random
@@ -13,12 +13,15 @@ from lightning_tune.spaces import load_space
 pytestmark = pytest.mark.timeout(120)
 
 
-def proposals(evaluated, count=10, seed=0):
-    """The first ``count`` lr values Optuna proposes for a fresh search of lr."""
+def proposals(evaluated, count=10, seed=0, search_alg="optuna", metric="val_loss",
+              mode="min"):
+    """The first ``count`` lr values the searcher proposes for a fresh search of lr."""
     space = load_space({"lr": tune.loguniform(1e-5, 1.0), "hidden_size": 32})
-    searcher, param_space = make_search_alg("optuna", space, "val_loss", "min", seed=seed,
+    searcher, param_space = make_search_alg(search_alg, space, metric, mode, seed=seed,
                                             evaluated=evaluated)
-    searcher.set_search_properties("val_loss", "min", param_space)
+    several = isinstance(metric, list)  # Tune is then told no metric: the searcher knows them
+    searcher.set_search_properties(None if several else metric, None if several else mode,
+                                   param_space)
     return [searcher.suggest(f"trial_{index}")["lr"] for index in range(count)]
 
 
@@ -33,23 +36,65 @@ def distance_from_best(lrs):
     return [abs(math.log10(lr) + 2) for lr in lrs]
 
 
-def test_the_first_proposals_concentrate_near_the_earlier_best():
-    warm = distance_from_best(proposals(earlier_search()))
-    cold = distance_from_best(proposals(([], [])))
+@pytest.mark.parametrize("search_alg", ["optuna", "hyperopt"])
+def test_the_first_proposals_concentrate_near_the_earlier_best(search_alg):
+    warm = distance_from_best(proposals(earlier_search(), search_alg=search_alg))
+    cold = distance_from_best(proposals(([], []), search_alg=search_alg))
     # told 20 trials, TPE models from its first proposal; cold, it samples at random, which
-    # puts 1 in 5 within half a decade of 1e-2 (here 4 of 10, and 7 of 10 warm)
+    # puts 1 in 5 within half a decade of 1e-2
     near_warm = sum(distance < 0.5 for distance in warm)
-    assert near_warm >= 6 and near_warm > sum(distance < 0.5 for distance in cold)
+    assert near_warm >= 6 and near_warm > sum(distance < 0.5 for distance in cold), (warm, cold)
     assert statistics.median(warm) < statistics.median(cold)
-    assert proposals(earlier_search()) == proposals(earlier_search())  # seeded: repeatable
+    assert proposals(earlier_search(), search_alg=search_alg) == \
+        proposals(earlier_search(), search_alg=search_alg)  # seeded: repeatable
 
 
-def test_hyperopt_cannot_build_on_an_earlier_search(ray_must_not_start, tmp_path):
+def test_several_objectives_start_from_the_earlier_front():
+    """val_loss least at lr = 1e-2, latency at 1e-4: the front spans the decades between."""
+    configs, losses = earlier_search()
+    latencies = [(math.log10(config["lr"]) + 4) ** 2 for config in configs]
+
+    def several(values, modes=("min", "min")):
+        return [math.log10(lr) for lr in proposals(values, metric=["val_loss", "latency_ms"],
+                                                   mode=list(modes))]
+
+    warm = several((configs, [list(pair) for pair in zip(losses, latencies)]))
+    cold = several(([], []))
+    on_front = sum(-4.25 <= exponent <= -1.75 for exponent in warm)
+    assert on_front >= 8 and on_front > sum(-4.25 <= exponent <= -1.75 for exponent in cold)
+    # an objective to maximise is told as such: its negation, maximised, proposes the same
+    assert several((configs, [[loss, -latency] for loss, latency in zip(losses, latencies)]),
+                   modes=("min", "max")) == warm
+
+
+def test_hyperopt_history_holds_the_earlier_trials_with_their_losses():
+    """A choice goes in by its index and a max metric as its negative, as HyperOpt keeps them."""
+    from lightning_tune.informed_hyperopt import InformedHyperOptSearch
+
+    space = load_space({"lr": tune.loguniform(1e-4, 1e-1),
+                        "width": tune.choice([16, 32, 64]), "epochs": 3})
+    configs = [{"lr": 1e-3, "width": 64}, {"lr": 1e-2, "width": 16}]
+    searcher, param_space = make_search_alg("hyperopt", space, "val_acc", "max", seed=0,
+                                            evaluated=(configs, [0.9, 0.7]))
+    assert isinstance(searcher, InformedHyperOptSearch)
+    searcher.set_search_properties("val_acc", "max", param_space)
+    history = searcher.get_state()["hyperopt_trials"]
+    assert [trial["misc"]["vals"] for trial in history.trials] == [
+        {"lr": [1e-3], "width": [2]}, {"lr": [1e-2], "width": [0]}]
+    assert history.losses() == [-0.9, -0.7]
+    proposed = searcher.suggest("trial_0")  # a new trial id, not one of the told ones
+    assert proposed["width"] in (16, 32, 64) and proposed["epochs"] == 3
+    assert len({trial["tid"] for trial in history.trials}) == 3
+
+
+def test_hyperopt_told_a_conditional_space_is_refused(ray_must_not_start, tmp_path):
     from lightning_tune import tune_lightning
     from lightning_tune.errors import InvalidArgumentError
     from lightning_tune.examples import DigitsClassifier
 
-    with pytest.raises(InvalidArgumentError, match="Use search_alg='optuna'"):
-        tune_lightning(DigitsClassifier, {"lr": tune.loguniform(1e-3, 1e-1)},
-                       search_alg="hyperopt", warm_start=str(tmp_path),
-                       storage_path=str(tmp_path))
+    space = {"optimizer": {"distribution": "choice", "values": ["sgd", "adam"]},
+             "momentum": {"distribution": "uniform", "low": 0.0, "high": 0.9,
+                          "when": {"optimizer": "sgd"}}}
+    with pytest.raises(InvalidArgumentError, match="conditional"):
+        tune_lightning(DigitsClassifier, space, search_alg="hyperopt",
+                       warm_start=str(tmp_path), storage_path=str(tmp_path))
