@@ -103,7 +103,8 @@ def tune_lightning(
     trial reports once more, then the search ends and returns its result; ``resume`` continues
     it. ``stop``: when a trial stops early: a dict of metric thresholds, ``"plateau"``, or a
     Tune Stopper (see :func:`lightning_tune.stopping.trial_stopper`). ``warm_start``: an
-    earlier experiment's folder or result, whose finished trials Optuna starts from.
+    earlier experiment's folder or result, whose finished trials Optuna or HyperOpt starts from
+    (see :mod:`lightning_tune.warm_start`).
     """
     budget = SearchTimeBudget(check_time_budget(time_budget_s))
     mlflow_uri = search_mlflow_uri(check_loggers(loggers))
@@ -120,7 +121,7 @@ def tune_lightning(
         _check_positive_int("max_concurrent_trials", max_concurrent_trials)
     search, param_space = make_search_alg(
         search_alg, search_space, metric, mode, seed, max_concurrent_trials,
-        evaluated=evaluated_points(warm_start, search_space, metric, mode, search_alg))
+        evaluated=evaluated_points(warm_start, search_space, metric, search_alg))
     trial_scheduler = make_scheduler(scheduler, max_epochs, search_space, search_alg, metric,
                                      mode)
 

@@ -18,6 +18,7 @@ from ray.tune.search.hyperopt import HyperOptSearch
 from ray.tune.search.sample import Categorical, Domain
 
 from lightning_tune.errors import InvalidArgumentError
+from lightning_tune.spaces import holds_domain
 
 
 class InformedHyperOptSearch(HyperOptSearch):
@@ -30,8 +31,10 @@ class InformedHyperOptSearch(HyperOptSearch):
             raise InvalidArgumentError(f"{len(evaluated_points)} evaluated points but "
                                        f"{len(evaluated_rewards)} rewards: give one reward a "
                                        "point.")
-        super().__init__(**kwargs)
         self.evaluated = list(zip(evaluated_points, evaluated_rewards))
+        super().__init__(**kwargs)
+        if self.domain is not None and self.evaluated:  # set up from a space given here
+            self._tell(kwargs["space"])
 
     def set_search_properties(self, metric: Optional[str], mode: Optional[str],
                               config: Dict, **spec: Any) -> bool:
@@ -41,8 +44,16 @@ class InformedHyperOptSearch(HyperOptSearch):
         return True
 
     def _tell(self, config: Dict[str, Any]) -> None:
-        history = self.get_state()["hyperopt_trials"]
         domains = {name: domain for name, domain in config.items() if isinstance(domain, Domain)}
+        nested = [name for name, value in config.items() if holds_domain(value)
+                  and not isinstance(value, Domain)]
+        missing = sorted({name for point, _ in self.evaluated for name in domains
+                          if name not in point})
+        if nested or not domains or missing:
+            raise InvalidArgumentError(
+                "InformedHyperOptSearch tells HyperOpt earlier trials of a flat space of Tune "
+                f"domains, each trial giving every parameter; here {_problem(nested, missing)}.")
+        history = self.get_state()["hyperopt_trials"]
         tids: List[int] = history.new_trial_ids(len(self.evaluated))
         docs = []
         for tid, (point, reward) in zip(tids, self.evaluated):
@@ -54,6 +65,14 @@ class InformedHyperOptSearch(HyperOptSearch):
             docs.append(doc)
         history.insert_trial_docs(docs)
         history.refresh()
+
+
+def _problem(nested: List[str], missing: List[str]) -> str:
+    if nested:
+        return f"{nested} hold parameters inside them"
+    if missing:
+        return f"earlier trials lack {missing}"
+    return "the space holds no Tune domain (a HyperOpt space cannot be told trials)"
 
 
 def _hyperopt_value(domain: Domain, value: Any) -> Any:

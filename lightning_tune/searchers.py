@@ -120,7 +120,8 @@ def _told_study(configs: List[Dict[str, Any]], values: List[List[float]],
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
-    distributions = OptunaSearch.convert_search_space(param_space)
+    distributions = OptunaSearch.convert_search_space(  # the searched names only
+        {name: entry for name, entry in param_space.items() if isinstance(entry, Domain)})
     storage = optuna.storages.InMemoryStorage()
     study = optuna.create_study(storage=storage, study_name=WARM_STUDY, directions=[
         "minimize" if mode == "min" else "maximize" for mode in modes])

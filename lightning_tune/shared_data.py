@@ -24,6 +24,7 @@ the fetched object before building the model and datamodule (:func:`with_constan
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import io
 import uuid
@@ -34,6 +35,7 @@ import ray
 from ray.tune.search.sample import Domain
 
 from lightning_tune.errors import InvalidArgumentError, UnknownNameError
+from lightning_tune.spaces import holds_domain
 
 #: a constant of the space at least this large (in bytes) is shared, not copied per trial
 LARGE_CONSTANT_BYTES = 2 ** 20
@@ -145,12 +147,13 @@ def shared_constant_names(config: Mapping[str, Any]) -> List[str]:
 
 def with_constants(config: Mapping[str, Any],
                    constants: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
-    """``config`` with its shared constants in place: from ``constants`` (by name) where
-    given, else fetched (in a trial, whose job named their references)."""
+    """``config`` with its shared constants in place: copies of ``constants`` (by name) where
+    given, so that loading weights into a model that wraps one leaves the caller's object as
+    it was; else fetched (in a trial, whose job named their references)."""
     names = shared_constant_names(config)
-    given = resupplied_constants(names, constants) if constants is not None else {
-        name: fetch(config[name].key) for name in names}
-    return {**config, **given}
+    if constants is None:
+        return {**config, **{name: fetch(config[name].key) for name in names}}
+    return {**config, **copy.deepcopy(resupplied_constants(names, constants))}
 
 
 def constants_named(config: Mapping[str, Any]) -> Dict[str, Any]:
@@ -166,10 +169,7 @@ def _constant_size(value: Any) -> int:
         return 0
     if isinstance(value, (str, bytes, bytearray)):
         return len(value)
-    if isinstance(value, Mapping):
-        if "grid_search" in value or any(_holds_domain(item) for item in value.values()):
-            return 0
-    elif isinstance(value, (list, tuple)) and any(_holds_domain(item) for item in value):
+    if holds_domain(value):
         return 0
     nbytes = getattr(value, "nbytes", None)  # an array or tensor, without pickling it
     if isinstance(nbytes, int):
@@ -179,12 +179,3 @@ def _constant_size(value: Any) -> int:
     except Exception:  # noqa: BLE001 - Tune reports what cannot be pickled, in its own words
         return 0
 
-
-def _holds_domain(value: Any) -> bool:
-    if isinstance(value, Domain):
-        return True
-    if isinstance(value, Mapping):
-        return "grid_search" in value or any(_holds_domain(item) for item in value.values())
-    if isinstance(value, (list, tuple)):
-        return any(_holds_domain(item) for item in value)
-    return False

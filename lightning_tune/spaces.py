@@ -101,6 +101,12 @@ class SearchSpace:
                 if (isinstance(entry, Parameter) and entry.distribution != "grid")
                 or isinstance(entry, sample.Domain)]
 
+    def nested_parameters(self) -> List[str]:
+        """Entries that hold parameters inside them (a dict or list of Tune domains)."""
+        return [name for name, entry in self.entries.items()
+                if not isinstance(entry, (Parameter, sample.Domain)) and not _is_grid(entry)
+                and holds_domain(entry)]
+
     def to_tune(self, seed: Optional[int] = None) -> Dict[str, Any]:
         """Tune's ``param_space``; conditional parameters become ``tune.sample_from``.
 
@@ -154,6 +160,17 @@ def _candidates(entry: Any) -> List[Any]:
 
 def _is_grid(value: Any) -> bool:
     return isinstance(value, Mapping) and set(value) == {"grid_search"}
+
+
+def holds_domain(value: Any) -> bool:
+    """Whether Tune would draw something in ``value``: a domain or a grid, at any depth."""
+    if isinstance(value, sample.Domain) or _is_grid(value):
+        return True
+    if isinstance(value, Mapping):
+        return any(holds_domain(item) for item in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(holds_domain(item) for item in value)
+    return False
 
 
 def _number(name: str, key: str, value: Any) -> float:

@@ -72,16 +72,17 @@ def trial_stopper(stop: StopArgument, metric: Union[str, List[str]],
         return TrialStopRules([stop])
     if stop == "plateau":
         return TrialStopRules([plateau_stopper(metric, mode, PLATEAU_PATIENCE)])
+    example = metric if isinstance(metric, str) else metric[0]  # one name, for several too
     if not isinstance(stop, Mapping):
         raise InvalidTypeError(
-            f"stop must be a dict of metric thresholds (e.g. {{{metric!r}: 0.05}}), "
+            f"stop must be a dict of metric thresholds (e.g. {{{example!r}: 0.05}}), "
             f"\"plateau\", or a ray.tune.Stopper; got {stop!r}.")
     thresholds = dict(stop)
     patience = thresholds.pop("plateau", None)
     for key, value in thresholds.items():
         if not isinstance(key, str) or isinstance(value, bool) or not isinstance(value, Real):
             raise InvalidArgumentError(
-                f"stop maps metric names to numbers (e.g. {{{metric!r}: 0.05}}); "
+                f"stop maps metric names to numbers (e.g. {{{example!r}: 0.05}}); "
                 f"{key!r}: {value!r} is not one.")
     stoppers: List[Stopper] = []
     if thresholds:

@@ -390,3 +390,10 @@ class BallastClassifier(DigitsClassifier):
         super().validation_step(batch, batch_idx)
         ballast = self.trainer.datamodule.ballast
         self.log("ballast_mb", ballast.sum().item() * 4 / 2 ** 20)
+
+
+class SlowBallastClassifier(BallastClassifier, SlowEpochClassifier):
+    """Measures the ballast, and sleeps after each training epoch (a budget can cut it short)."""
+
+    def __init__(self, epoch_sleep: float = 1.0, lr: float = 1e-3):  # no **kwargs: the
+        super().__init__(epoch_sleep=epoch_sleep, lr=lr)  # datamodule's keys stay its own

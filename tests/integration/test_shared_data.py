@@ -16,7 +16,8 @@ from lightning_tune import TrialSpec, load_result, resume, tune_lightning
 from lightning_tune.errors import InvalidArgumentError
 from lightning_tune.shared_data import SharedConstant
 from lightning_tune.trainable import trainable_for
-from tests.models import BallastClassifier, BallastDataModule, TableDataModule
+from tests.models import (BallastClassifier, BallastDataModule, SlowBallastClassifier,
+                          TableDataModule)
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -111,7 +112,16 @@ def test_a_large_constant_of_the_space_is_shared_not_copied_per_trial(ray_cluste
         load_result(result.experiment_path).load_best_model()
     model = load_result(result.experiment_path).load_best_model(constants={"table": table})
     assert torch.equal(model.net[0].weight, result.load_best_model().net[0].weight)
+    # cut short by a time budget, then continued: each trial fetches the constant again
+    space = {"lr": 0.02, "table": table, "epoch_sleep": 1.0}
+    settings = dict(datamodule=TableDataModule, num_samples=1, max_epochs=6, scheduler="fifo",
+                    storage_path=str(tmp_path), name="cut", verbose=0)
+    cut = tune_lightning(SlowBallastClassifier, space, time_budget_s=2, **settings)
+    assert cut.interrupted
+    cut_epochs = cut.result_grid[0].metrics_dataframe["training_iteration"].max()
     with pytest.raises(InvalidArgumentError, match=r"constants=\{'table': \.\.\.\}"):
-        resume(result.experiment_path)
-    again = resume(result.experiment_path, constants={"table": table})  # nothing left to run
-    assert len(again.dataframe) == 3 and again.best_config == result.best_config
+        resume(cut.experiment_path)
+    again = tune_lightning(SlowBallastClassifier, space, resume=True, **settings)
+    history = again.result_grid[0].metrics_dataframe
+    assert cut_epochs < 6 and list(history["training_iteration"]) == list(range(1, 7))
+    assert (history["ballast_mb"] == 200).all() and not again.interrupted

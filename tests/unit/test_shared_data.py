@@ -87,7 +87,9 @@ def test_large_constants_of_the_space_are_shared_and_fetched_where_the_trial_bui
     assert built["table"] is table and built["vocabulary"] is vocabulary and built["lr"] == 0.01
     assert config["table"] == shared["table"]  # the trial's config itself keeps the name
     # where the object store is not at hand, they must be given, each one named
-    assert shared_data.with_constants(config, {"table": 1, "vocabulary": 2})["table"] == 1
+    given = shared_data.with_constants(config, {"table": table, "vocabulary": 2})
+    # a copy: weights loaded into a model that wraps it leave the caller's tensor as it was
+    assert torch.equal(given["table"], table) and given["table"] is not table
     with pytest.raises(InvalidArgumentError, match=r"\['vocabulary'\] were large constants"
                        r".*constants=\{'vocabulary': \.\.\.\}"):
         shared_data.with_constants(config, {"table": 1})

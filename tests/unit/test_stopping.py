@@ -82,6 +82,11 @@ def test_bad_stop_arguments_say_what_would_do(bad, error, words):
         trial_stopper(bad, "val_loss", "min")
 
 
+def test_the_example_names_one_metric_when_there_are_several():
+    with pytest.raises(InvalidArgumentError, match=r"e\.g\. \{'val_loss': 0\.05\}"):
+        trial_stopper({"val_loss": "low"}, ["val_loss", "kparams"], ["min", "min"])
+
+
 def test_bad_stop_and_budget_are_refused_before_ray_starts(ray_must_not_start, tmp_path):
     from lightning_tune import tune_lightning
     from lightning_tune.examples import DigitsClassifier
