@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+from numbers import Real
 from typing import TYPE_CHECKING, Any, Dict, List, Tuple, Union
 
 from ray.tune.search.sample import Categorical, Domain, Float, Integer, Quantized
@@ -151,7 +152,7 @@ def can_draw(domain: Any, value: Any) -> bool:
         return value in domain.categories
     if not isinstance(domain, (Float, Integer)):
         return not isinstance(domain, Domain)  # a grid or a constant: not searched
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, Real):  # numpy's numbers too
         return False
     if domain.lower is None or domain.upper is None:  # a normal distribution: unbounded
         return True

@@ -4,6 +4,7 @@ import math
 import random
 import statistics
 
+import numpy as np
 import pytest
 from ray import tune
 
@@ -121,7 +122,7 @@ def test_what_cannot_be_told_earlier_trials_is_refused_before_the_folder_is_read
 
 
 @pytest.mark.parametrize("domain, inside, outside", [
-    (tune.randint(1, 10), [1, 9], [0, 10, -1]),               # the upper bound is excluded
+    (tune.randint(1, 10), [1, 9, np.int64(5)], [0, 10, -1]),   # the upper bound is excluded
     (tune.qrandint(0, 12, 4), [0, 4, 12], [2, 13]),             # on the step, upper included
     (tune.loguniform(1e-4, 1e-1), [1e-4, 1e-1], [1e-5, 0.2, None, "0.01", True]),
     (tune.quniform(0.0, 1.0, 0.25), [0.0, 0.75, 1.0], [0.3]),
