@@ -3,8 +3,8 @@
 Ray's ``HyperOptSearch`` takes ``points_to_evaluate`` only as configs to run again. HyperOpt
 itself models whatever finished trials its ``Trials`` history holds, so this searcher writes
 each earlier trial into that history as done, with its loss, once the space is known. TPE then
-counts them towards its random start-up trials and models them from its first proposal.
-Saved and restored with the searcher's state like any trial HyperOpt ran itself.
+counts them towards its random start-up trials, and once they are as many, models them from
+its first proposal. Saved and restored with the searcher's state like any trial HyperOpt ran itself.
 """
 
 from __future__ import annotations

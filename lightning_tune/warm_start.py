@@ -4,10 +4,10 @@ Each finished trial of the earlier experiment becomes an evaluated point: its se
 and its last report of this search's metric (of each one, for several objectives), as a
 searcher is told a trial's result when it ends. Optuna takes them as completed trials of
 its study, HyperOpt as finished trials of its history (see
-:mod:`lightning_tune.informed_hyperopt`), so TPE models them from the first proposal on; a
-random or grid search cannot learn from them, and says it ignores them. Checked before Ray
-starts: the earlier experiment must have searched the same parameters; its trials outside
-this search's ranges are left out.
+:mod:`lightning_tune.informed_hyperopt`); they count towards TPE's random start-up trials, so
+with enough of them it models them from the first proposal on. A random or grid search cannot
+learn from them, and says it ignores them. Checked before Ray starts: the earlier experiment
+must have searched the same parameters; its trials this search could not draw are left out.
 """
 
 from __future__ import annotations
