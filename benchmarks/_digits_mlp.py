@@ -61,7 +61,10 @@ def write_event(record_dir: Optional[str], event: str, lr: float, **extra) -> No
     """Drop a timestamp where the benchmark driver can read it (one small file per event)."""
     if not record_dir:
         return
-    record = {"event": event, "time": time.time(), "pid": os.getpid(), "lr": lr, **extra}
+    import psutil
+
+    record = {"event": event, "time": time.time(), "pid": os.getpid(), "lr": lr,
+              "process_created": psutil.Process().create_time(), **extra}
     path = os.path.join(record_dir, f"{event}_{lr!r}_{os.getpid()}_{time.monotonic_ns()}.json")
     with open(path, "w") as handle:
         json.dump(record, handle)

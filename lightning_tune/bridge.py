@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
+import sys
 import tempfile
 import uuid
 from dataclasses import dataclass, field
@@ -24,14 +25,16 @@ from typing import (Any, Dict, Iterator, List, Mapping, NamedTuple, Optional, Se
                     Union)
 
 import ray
-from ray import tune
 
+from lightning_tune.checkpoint_write import report_in_place, staging_parent
 from lightning_tune.errors import MetricNotReportedError
 from lightning_tune.file_transfer import read_tree, write_tree
 
 
 def in_tune_trial() -> bool:
     """True in a Tune trial's own process (not in a worker actor it started)."""
+    if "ray.tune" not in sys.modules:  # a trial process runs Tune's code; workers skip it
+        return False
     from ray.tune.trainable.trainable_fn_utils import _in_tune_session
 
     return bool(_in_tune_session())
@@ -62,13 +65,16 @@ class Report:
 
 
 class ReportChannel(NamedTuple):
-    """What a worker needs to report: the queue, and the node the trial process runs on."""
+    """What a worker needs to report: the queue, the node the trial process runs on, and
+    where on that node a checkpoint is best saved (see :mod:`lightning_tune.checkpoint_write`)."""
 
     queue: Any
     trial_node_id: str
+    staging_parent: Optional[str] = None
 
 
-@ray.remote(num_cpus=0)
+# no task events: three calls a report would otherwise each be recorded in the control store
+@ray.remote(num_cpus=0, enable_task_events=False)
 class _BridgeQueue:
     """An asyncio queue of reports; ``put`` (and ``put_part``) return once the trial process
     acknowledged the report, and ``get`` returns a report once all its parts are in."""
@@ -125,7 +131,8 @@ class Bridge:
         self._next: Optional[ray.ObjectRef] = None
 
     def channel(self) -> ReportChannel:
-        return ReportChannel(self.queue, ray.get_runtime_context().get_node_id())
+        return ReportChannel(self.queue, ray.get_runtime_context().get_node_id(),
+                             staging_parent())
 
     def next_report(self) -> ray.ObjectRef:
         """A reference that resolves when rank 0 sends its next report (for ``ray.wait``)."""
@@ -219,7 +226,22 @@ def assembled(parts: List[CheckpointPart]) -> Iterator[str]:
             shutil.rmtree(directory, ignore_errors=True)
 
 
+def checkpoint_parent(channel: Optional[ReportChannel]) -> Optional[str]:
+    """Where this process should make the folder of a checkpoint it will report: beside the
+    trial's storage folder when the trial process can move it there (same node, local
+    storage), else None (the system's temporary folder)."""
+    if channel is not None:
+        same_node = ray.get_runtime_context().get_node_id() == channel.trial_node_id
+        return channel.staging_parent if same_node else None
+    return staging_parent() if in_tune_trial() else None
+
+
 def report_to_tune(metrics: Dict[str, Any], *, directory: Optional[str] = None) -> None:
-    """``tune.report``, with a checkpoint of ``directory`` if given."""
-    checkpoint = tune.Checkpoint.from_directory(directory) if directory else None
-    tune.report(metrics, checkpoint=checkpoint)  # persists the checkpoint before returning
+    """``tune.report``, with a checkpoint of ``directory`` if given (moved into Tune's
+    folder where it can be; it persists before this returns)."""
+    from ray import tune
+
+    if directory:
+        report_in_place(metrics, directory)
+    else:
+        tune.report(metrics)

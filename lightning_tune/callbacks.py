@@ -17,6 +17,7 @@ from typing import Any, Dict, List, Optional, Union
 import lightning.pytorch as pl
 
 from lightning_tune import bridge
+from lightning_tune.checkpoint_write import direct_save
 from lightning_tune.errors import InvalidArgumentError, MetricNotReportedError
 from lightning_tune.lightning_trees import LIGHTNING, PerTree, TreeTwin, tree_module
 
@@ -146,8 +147,12 @@ class TuneReportCheckpointCallbackImpl(TuneReportBase):
             super()._report(trainer, metrics)
             return
         # one folder name for all ranks: FSDP's sharded save writes every rank's shard into
-        # rank 0's path (on each node, the folder of that name there)
-        own = tempfile.mkdtemp(prefix="lightning_tune_save_")
+        # rank 0's path (on each node, the folder of that name there); made beside Tune's
+        # checkpoint folders when one node trains (the trial process then moves it in rather
+        # than copying it), else other nodes would make that folder's parents for nothing
+        channel = getattr(trainer.strategy, "report_channel", None)
+        parent = bridge.checkpoint_parent(channel) if trainer.num_nodes == 1 else None
+        own = tempfile.mkdtemp(prefix=".lightning_tune_save_", dir=parent)
         directory = trainer.strategy.broadcast(own)
         if directory != own:
             os.rmdir(own)
@@ -157,13 +162,13 @@ class TuneReportCheckpointCallbackImpl(TuneReportBase):
         os.makedirs(directory, exist_ok=True)
         try:
             path = os.path.join(directory, self._filename)
-            trainer.save_checkpoint(path, weights_only=False)
+            with direct_save(trainer):  # the file written once, no in-memory copy
+                trainer.save_checkpoint(path, weights_only=False)
             sharded = os.path.isdir(path)  # a folder of shards, one file per rank
             if trainer.global_rank == 0:
                 super()._report(trainer, metrics, checkpoint_dir=directory,
                                 checkpoint_parts=trainer.num_nodes if sharded else 1)
             elif sharded and trainer.local_rank == 0:  # this node's shards, for rank 0's report
-                channel = getattr(trainer.strategy, "report_channel", None)
                 bridge.send_checkpoint_part(directory, channel)
         finally:
             # one rank per node removes it, after its report or part reached Tune

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Dict, Mapping, Optional, Tuple
-
-from ray.tune import PlacementGroupFactory
+from typing import TYPE_CHECKING, Dict, Mapping, Optional, Tuple
 
 from lightning_tune.errors import InvalidArgumentError, InvalidTypeError, TrialShapeError
+
+if TYPE_CHECKING:  # workers import this module; Tune itself is imported where it is used
+    from ray.tune import PlacementGroupFactory
 
 _PLACEMENT_STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
 
@@ -87,6 +88,8 @@ def get_tune_resources(num_workers: int, cpus_per_worker: float = 1, gpus_per_wo
     if placement_strategy not in _PLACEMENT_STRATEGIES:
         raise InvalidArgumentError(f"placement_strategy must be one of {_PLACEMENT_STRATEGIES}, "
                          f"got {placement_strategy!r}.")
+    from ray.tune import PlacementGroupFactory
+
     worker = worker_bundle(cpus_per_worker, gpus_per_worker, resources_per_worker)
     head = {"CPU": head_cpus}
     return PlacementGroupFactory([head] + [dict(worker) for _ in range(num_workers)],

@@ -32,10 +32,8 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import ray
 
-from ray.tune.search.sample import Domain
 
 from lightning_tune.errors import InvalidArgumentError, UnknownNameError
-from lightning_tune.spaces import holds_domain
 
 #: a constant of the space at least this large (in bytes) is shared, not copied per trial
 LARGE_CONSTANT_BYTES = 2 ** 20
@@ -165,6 +163,11 @@ def constants_named(config: Mapping[str, Any]) -> Dict[str, Any]:
 
 def _constant_size(value: Any) -> int:
     """Bytes ``value`` would take in a config: 0 for a domain or anything holding one."""
+    # here: workers import this module, and need neither Tune nor the spaces
+    from ray.tune.search.sample import Domain
+
+    from lightning_tune.spaces import holds_domain
+
     if isinstance(value, (Domain, SharedConstant, bool, int, float, type(None))):
         return 0
     if isinstance(value, (str, bytes, bytearray)):

@@ -21,6 +21,7 @@ from lightning_tune import shared_data
 
 from lightning_tune.callbacks import (TrialHyperparameters, TuneReportCheckpointCallback)
 from lightning_tune.lightning_cli import CONFIG_FILENAME
+from lightning_tune.launchers.ray import start_workers_early
 from lightning_tune.lightning_trees import tree_module
 from lightning_tune.process_state import start_afresh
 from lightning_tune.rank_logs import TRIAL_LOG, output_to, rank_log_path
@@ -108,6 +109,8 @@ class TrialRunner:
 
     def run(self, config: Dict[str, Any]) -> None:
         start_afresh()  # Tune may have run another trial in this process before
+        if self.spec.strategy is not None:  # they start while this process builds the trial
+            start_workers_early(self._strategy())
         if self.datamodule_key is not None:
             self.spec = dataclasses.replace(self._spec,
                                             datamodule=shared_data.fetch(self.datamodule_key))

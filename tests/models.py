@@ -397,3 +397,15 @@ class SlowBallastClassifier(BallastClassifier, SlowEpochClassifier):
 
     def __init__(self, epoch_sleep: float = 1.0, lr: float = 1e-3):  # no **kwargs: the
         super().__init__(epoch_sleep=epoch_sleep, lr=lr)  # datamodule's keys stay its own
+
+
+class PoolProbeClassifier(DigitsClassifier):
+    """Records, as the trial process builds it, how many worker actors already wait for it
+    and whether the trial is training in a process of its own."""
+
+    def __init__(self, record_dir: str, trial_tag: int = 0, **kwargs):
+        from lightning_tune.launchers.warm_pool import WARM_POOL
+
+        super().__init__(**kwargs)
+        write_record(os.path.join(record_dir, f"built_{trial_tag}.json"),
+                     {"waiting_workers": len(WARM_POOL), "pid": os.getpid()})

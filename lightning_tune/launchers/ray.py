@@ -69,8 +69,10 @@ class RayLauncher:
         bundles = self._reserve_bundles()
         in_trial = in_tune_trial()
         reusable = in_trial and not bundles.owned and strategy.reuse_workers
-        key = pool_key(strategy, bundles.group.id.hex(), bundles.indices) if reusable else None
-        parked = WARM_POOL.take(key)  # workers (and bridge) the last trial here left, if any
+        key = (pool_key(strategy, bundles.group.id.hex(), bundles.indices)
+               if in_trial and not bundles.owned else None)
+        # workers (and bridge) the last trial here left, or that start_early started
+        parked = WARM_POOL.take(key)
         WARM_POOL.release()  # anything else parked: this trial's bundles are all it has
         bridge = (parked.bridge if parked and parked.bridge else Bridge()) if in_trial else None
         watchdog = (Watchdog(strategy.worker_timeout_s, strategy.num_workers)
@@ -101,13 +103,28 @@ class RayLauncher:
             finished = True
         finally:
             strategy.stop_backend()
-            if finished and key is not None:
+            if finished and reusable:
                 WARM_POOL.park(key, self._workers, bridge)  # the workers wait for the next trial
                 self._workers, bridge = [], None
             self._teardown(bridge, watchdog, bundles)
         if trainer is not None:
             recover_results_in_driver(trainer, output)
         return output.results
+
+    def start_early(self) -> None:
+        """In a Tune trial, start the workers now, while the trial process builds its model
+        and data; the next ``launch`` in this process takes them (warm ones are kept)."""
+        strategy = self._strategy
+        group = get_current_placement_group()
+        if group is None or not in_tune_trial():
+            return
+        bundles = self._reserve_bundles()  # the trial's own: refuses a trial of the wrong shape
+        key = pool_key(strategy, group.id.hex(), bundles.indices)
+        if WARM_POOL.holds(key):
+            return
+        WARM_POOL.release()
+        WARM_POOL.park(key, [self._start_worker(group, index) for index in bundles.indices],
+                       Bridge())
 
     def kill(self, signum: Any = None) -> None:
         for worker in self._workers:
@@ -162,7 +179,9 @@ class RayLauncher:
             scheduling_strategy=PlacementGroupSchedulingStrategy(
                 placement_group=group, placement_group_bundle_index=bundle_index),
         )
-        return TrainingWorker.options(**options).remote()
+        # the worker imports Lightning as it starts, not when the first job arrives
+        return TrainingWorker.options(**options).remote(
+            getattr(self._strategy, "lightning_tree", None))
 
     # --- while they train ---------------------------------------------------------------------
     def _wait_for_workers(self, running: Dict[ray.ObjectRef, int], bridge: Optional[Bridge],
@@ -216,6 +235,12 @@ class RayLauncher:
             watchdog.stop()
         if bundles.owned:
             remove_placement_group(bundles.group)
+
+
+def start_workers_early(strategy: RayLaunchedStrategy) -> None:
+    """Start ``strategy``'s workers for the Tune trial this process is building (see
+    :meth:`RayLauncher.start_early`); outside a trial, nothing."""
+    RayLauncher(strategy).start_early()
 
 
 def _rank_logs(count: int) -> List[Optional[str]]:

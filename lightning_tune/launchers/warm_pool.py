@@ -1,4 +1,5 @@
-"""The warm pool: a Tune trial process keeps its cleanly finished workers for its next trial.
+"""The warm pool: a Tune trial process keeps its cleanly finished workers for its next trial
+(and the workers it started early for the trial it is building).
 
 Tune's ``reuse_actors`` hands a finished trial's process, with its placement group, to the
 next trial of the same shape. That trial's strategy is a new object, so the workers cannot
@@ -42,6 +43,9 @@ class WarmPool:
     def take(self, key: Optional[Hashable]) -> Optional[ParkedWorkers]:
         """The workers parked under ``key`` (they leave the pool), or None."""
         return self._parked.pop(key, None) if key is not None else None
+
+    def holds(self, key: Hashable) -> bool:
+        return key in self._parked
 
     def park(self, key: Hashable, workers: List[Any], bridge: Optional[Bridge]) -> None:
         self.release()  # one live entry: this process's bundles hold nothing else

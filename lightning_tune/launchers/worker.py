@@ -7,6 +7,8 @@ trainer, as Lightning's own spawn launcher does, so the driver's model is the tr
 from __future__ import annotations
 
 import contextlib
+import gc
+import importlib
 import os
 from typing import Any, Callable, Dict, NamedTuple, Optional
 
@@ -52,8 +54,13 @@ class TrainingWorker:
     releasing its backend.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, lightning_tree: Optional[str] = None) -> None:
         self._environ = dict(os.environ)
+        if lightning_tree is not None:  # the import every job needs, done before one arrives
+            importlib.import_module(lightning_tree)
+        # what the imports made lives as long as the process: out of the collector's sight,
+        # the collection after each job (``release_leftovers``) takes ~0 s instead of ~0.3 s
+        gc.freeze()
 
     def describe(self) -> WorkerHost:
         ip = ray.util.get_node_ip_address()

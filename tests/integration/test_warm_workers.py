@@ -9,7 +9,7 @@ from ray import tune
 
 from lightning_tune import tune_lightning
 from tests.conftest import alive_actors
-from tests.models import DigitsDataModule, LeakyClassifier
+from tests.models import DigitsDataModule, LeakyClassifier, PoolProbeClassifier
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -98,3 +98,28 @@ def test_reuse_workers_must_be_a_bool():
     with pytest.raises(TypeError, match="reuse_workers must be True or False"):
         tune_lightning(LeakyClassifier, {"record_dir": "x"}, strategy="ddp", num_workers=2,
                        reuse_workers="yes")
+
+
+@pytest.mark.parametrize("reuse_workers", [True, False])
+def test_workers_start_before_the_trial_builds_its_model(ray_cluster, tmp_path, reuse_workers):
+    import ray._private.state as ray_state
+
+    before = {actor_id for actor_id, actor in ray_state.actors().items()
+              if actor["ActorClassName"].endswith("TrainingWorker")}
+    record_dir = tmp_path / "records"
+    record_dir.mkdir()
+    result = tune_lightning(PoolProbeClassifier,
+                            {"record_dir": str(record_dir), "trial_tag": tune.grid_search([0, 1])},
+                            datamodule=DigitsDataModule, max_epochs=1, strategy="ddp",
+                            num_workers=2, scheduler="fifo", num_samples=1,
+                            max_concurrent_trials=1, reuse_workers=reuse_workers,
+                            storage_path=str(tmp_path), name="early", verbose=0)
+    assert not result.result_grid.errors
+    built = [json.load(open(record_dir / f"built_{tag}.json")) for tag in (0, 1)]
+    # both trials' workers were there when the model was built: started early, or kept warm
+    assert [record["waiting_workers"] for record in built] == [2, 2]
+    started = {actor_id for actor_id, actor in ray_state.actors().items()
+               if actor["ActorClassName"].endswith("TrainingWorker")} - before
+    # the workers started early are the ones that trained: no second set was started
+    assert len(started) == (2 if reuse_workers else 4)
+    assert alive_actors("TrainingWorker") == []
