@@ -8,8 +8,9 @@ through :func:`direct_save` (``torch.save`` straight into the file), into a fold
 beside the trial's storage folder (:func:`staging_parent`), which :func:`report_in_place`
 renames into the checkpoint folder Tune is about to fill, so Tune finds nothing left to copy.
 
-Whatever does not fit falls back to the copying path: a user's own checkpoint IO, sharded
-saves, remote storage (``s3://...``), a folder on another file system.
+A user's own checkpoint IO and FSDP's sharded save keep their own writers (their folders
+are still moved); remote storage (``s3://...``), a rank 0 on another node or a folder on
+another file system fall back to Tune's copy.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ def direct_save(trainer: Any) -> Iterator[None]:
 def _local_storage() -> Optional[Any]:
     """This Tune trial's storage context when its storage is a local folder, else None."""
     from ray import tune  # here: worker processes import this module without Tune
+
     try:
         with warnings.catch_warnings():  # outside a trial Ray warns and answers None
             warnings.simplefilter("ignore")
@@ -95,6 +97,7 @@ def report_in_place(metrics: Dict[str, Any], directory: str) -> None:
     it can be: renamed into the folder Tune persists this checkpoint to, which leaves Tune
     an empty folder to copy. ``directory`` still exists (empty) afterwards."""
     from ray import tune
+
     storage = _local_storage()
     target = None
     if storage is not None:
