@@ -32,7 +32,6 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import ray
 
-
 from lightning_tune.errors import InvalidArgumentError, UnknownNameError
 
 #: a constant of the space at least this large (in bytes) is shared, not copied per trial

@@ -2,9 +2,9 @@
 
 ``lightning_trainable`` (and ``tune_lightning``) turn their arguments into a
 :class:`~lightning_tune.spec.TrialSpec`; :class:`TrialRunner` is what runs in each trial
-process: it builds the model and datamodule from the trial's config, a Trainer with the
-spec's strategy and the report callback, and fits, continuing from the checkpoint Tune
-restarts the trial from.
+process: it starts a distributed trial's workers first (they come up meanwhile), builds the
+model and datamodule from the trial's config, a Trainer with the spec's strategy and the
+report callback, and fits, continuing from the checkpoint Tune restarts the trial from.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from ray import tune
 from lightning_tune import shared_data
 
 from lightning_tune.callbacks import (TrialHyperparameters, TuneReportCheckpointCallback)
-from lightning_tune.lightning_cli import CONFIG_FILENAME
 from lightning_tune.launchers.ray import start_workers_early
+from lightning_tune.lightning_cli import CONFIG_FILENAME
 from lightning_tune.lightning_trees import tree_module
 from lightning_tune.process_state import start_afresh
 from lightning_tune.rank_logs import TRIAL_LOG, output_to, rank_log_path

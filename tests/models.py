@@ -400,12 +400,11 @@ class SlowBallastClassifier(BallastClassifier, SlowEpochClassifier):
 
 
 class PoolProbeClassifier(DigitsClassifier):
-    """Records, as the trial process builds it, how many worker actors already wait for it
-    and whether the trial is training in a process of its own."""
+    """Records, as the trial process builds it, how many worker actors already wait for it."""
 
     def __init__(self, record_dir: str, trial_tag: int = 0, **kwargs):
         from lightning_tune.launchers.warm_pool import WARM_POOL
 
         super().__init__(**kwargs)
         write_record(os.path.join(record_dir, f"built_{trial_tag}.json"),
-                     {"waiting_workers": len(WARM_POOL), "pid": os.getpid()})
+                     {"waiting_workers": len(WARM_POOL)})

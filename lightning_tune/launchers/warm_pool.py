@@ -35,7 +35,8 @@ def pool_key(strategy: Any, placement_group_id: str, bundle_indices: List[int]) 
 
 
 class WarmPool:
-    """Parked workers by key: ``take`` what fits, ``park`` after a clean finish, ``release`` the rest."""
+    """Parked workers by key: ``take`` what fits, ``park`` after a clean finish (or when
+    started early), ``release`` the rest."""
 
     def __init__(self) -> None:
         self._parked: Dict[Hashable, ParkedWorkers] = {}
