@@ -4,8 +4,9 @@
 ours or anyone's, must pay before it can train), timed from ``.remote()`` to its answer.
 Against it, one cold trial alone on the cluster (a new search each time, so its trial
 process and its workers are new): Tune's trial start to rank 0's first training batch,
-for DDP over 2 workers (the target), over 1 worker, and in the trial process itself
-(``strategy=None``). Tune starts its trial clock once the trial process is up, so that
+for DDP over 2 ranks (the target; rank 0 trains in the trial process), over 1 rank, over 2
+ranks with rank 0 in a worker actor as before (``rank_zero_in_trial=False``), and without a
+strategy (``strategy=None``). Tune starts its trial clock once the trial process is up, so that
 process's own imports fall before it. Rank 0 also records when its process was created:
 Ray keeps idle worker processes ready, so an actor's process often predates the trial,
 and what remains is its imports. Each measurement waits ``SETTLE_S`` first, so none pays
@@ -39,7 +40,10 @@ from lightning_tune.cluster import start_local_ray
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "startup.json")
 RAY_CPUS = 3  # the trial process and its 2 workers, 1 CPU each: a free CPU per process
 TARGET = 1.3
-WORKERS = {"ddp": 2, "ddp_1_worker": 1}
+# the trial's strategy settings; rank 0 trains in the trial process unless turned off
+SETTINGS = {"ddp": {"num_workers": 2}, "ddp_1_worker": {"num_workers": 1},
+            "ddp_rank0_in_a_worker": {"num_workers": 2,
+                                      "strategy_kwargs": {"rank_zero_in_trial": False}}}
 # before each measurement: the processes of the one before have exited, Ray's idle pool refilled
 SETTLE_S = 8.0
 
@@ -71,8 +75,7 @@ def measure_floor() -> Dict[str, float]:
 def measure_cold_trial(root: str, repeat: int, strategy: str) -> Dict[str, float]:
     """One trial alone; a new search, so every process it trains in is new."""
     run = Run(f"cold_{strategy}", repeat, root)
-    workers = ({"strategy": "ddp", "num_workers": WORKERS[strategy]} if strategy in WORKERS
-               else {})
+    workers = {"strategy": "ddp", **SETTINGS[strategy]} if strategy in SETTINGS else {}
     with clocked_tuners() as trial_times:
         tune_lightning(digits.DigitsMLP, {"lr": 1e-3, "record_dir": run.record_dir},
                        datamodule=digits.DigitsMLPData, num_samples=1, max_epochs=1,
@@ -94,7 +97,7 @@ def main(argv=None) -> dict:
     start_local_ray(num_cpus=RAY_CPUS, include_dashboard=False, log_to_driver=False)
     root = tempfile.mkdtemp(prefix="lightning_tune_startup_")
     floors: List[Dict[str, float]] = []
-    trials: Dict[str, List[Dict[str, float]]] = {"ddp": [], "ddp_1_worker": [], "single": []}
+    trials: Dict[str, List[Dict[str, float]]] = {name: [] for name in [*SETTINGS, "single"]}
     try:
         for repeat in range(args.repeats):  # interleaved, as in the overhead benchmark
             time.sleep(SETTLE_S)
@@ -115,6 +118,7 @@ def main(argv=None) -> dict:
                for strategy, runs in trials.items()}
     ratio = medians["ddp"]["start_to_first_batch_s"] / floor
     one_worker = medians["ddp_1_worker"]["start_to_first_batch_s"] / floor
+    in_a_worker = medians["ddp_rank0_in_a_worker"]["start_to_first_batch_s"] / floor
     report = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine(),
               "settings": {"ray_cpus": RAY_CPUS, "repeats": args.repeats, "ddp_workers": 2,
                            "settle_s": SETTLE_S,
@@ -124,18 +128,18 @@ def main(argv=None) -> dict:
               "target": {"what": "cold 2-worker trial start to first batch / floor_s",
                          "value": ratio, "limit": TARGET,
                          "verdict": "pass" if ratio <= TARGET else "FAIL"},
-              "one_worker_ratio": one_worker}
+              "one_worker_ratio": one_worker, "rank0_in_a_worker_ratio": in_a_worker}
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     with open(args.output, "w") as handle:
         json.dump(report, handle, indent=2)
     print(f"\nfloor_s (fresh actor importing torch + Lightning): {floor:.2f} s, "
           f"then {resident:.0f} MB resident")
     for strategy, figures in medians.items():
-        print(f"cold {strategy:12s} trial: start to first batch "
+        print(f"cold {strategy:21s} trial: start to first batch "
               f"{figures['start_to_first_batch_s']:.2f} s (rank 0's process existed after "
               f"{figures['rank0_process_created_after_s']:.2f} s)")
     print(f"ratio {ratio:.2f} (target <= {TARGET}): {report['target']['verdict']}; "
-          f"a 1-worker trial: {one_worker:.2f}")
+          f"a 1-worker trial: {one_worker:.2f}; rank 0 in a worker: {in_a_worker:.2f}")
     print(f"written to {args.output}")
     return report
 

@@ -103,6 +103,12 @@ def log_tail(path: Optional[str], lines: int = TAIL_LINES) -> str:
     return "".join(written[-lines:])
 
 
+def failure_log_note(path: Optional[str]) -> str:
+    """What a failed rank's error ends with: the end of its log, where it has one."""
+    tail = log_tail(path)
+    return f"\nThe last lines of its log ({path}):\n{tail}" if tail else ""
+
+
 def model_warnings(trial_dirs: Sequence[str], limit: int = 10) -> List[str]:
     """Each distinct warning the trials' ranks logged about the model or its data, once, with
     how many trials logged it: the user's own code's and Lightning's (a metric logged without

@@ -116,7 +116,8 @@ class TrialRunner:
                                             datamodule=shared_data.fetch(self.datamodule_key))
         trial_dir = trial_folder()
         # what this process prints goes to the trial folder: rank 0's log when it trains
-        # itself, trial.log when worker actors train (they keep rank logs of their own)
+        # alone, else trial.log (each rank keeps a log of its own while it trains, rank 0
+        # too when it trains in this process)
         log = rank_log_path(trial_dir, 0) if self.spec.strategy is None \
             else os.path.join(trial_dir, TRIAL_LOG)
         with output_to(log):

@@ -2,7 +2,9 @@
 
 A strategy decides *what* runs on each rank; the launcher decides *how* the ranks start (Ray
 actors in the trial's bundles) and brings rank 0's results back. They meet only through the
-names below, in the order the launcher uses them:
+names below, in the order the launcher uses them. A "worker" is a rank's process: a worker
+actor, or, for rank 0 of a strategy that sets ``rank_zero_in_trial = True``, the Tune trial
+process itself (see ``launchers.in_trial``).
 
 1. on the driver, ``num_workers`` and ``worker_bundle`` size the worker group, and
    ``reuse_workers`` says whether finished workers may be parked for the next trial;

@@ -5,7 +5,8 @@ Read ``launch`` top to bottom for one job's life: the job is pickled; the worker
 the trial's own worker bundles (or a placement group of their own outside Tune), warm from
 the pool when the last trial of this process left some; the strategy's backend starts;
 every rank trains while rank 0's reports travel over the bridge and the watchdog looks for
-a stalled rank; then the workers go back to the pool (a clean finish in a Tune trial with
+a stalled rank (or, in a Tune trial of a strategy that allows it, rank 0 trains in the trial
+process itself and reports to Tune directly: ``in_trial``); then the workers go back to the pool (a clean finish in a Tune trial with
 ``reuse_workers``) or are killed (everything else, failures always).
 
 The parts live beside this module: ``ranks`` (who is which rank), ``worker`` (the actor and
@@ -28,14 +29,17 @@ from lightning_tune import shared_data
 from lightning_tune.bridge import Bridge, in_tune_trial
 from lightning_tune.cluster import ensure_ray
 from lightning_tune.errors import TrialShapeError, WorkerError
-from lightning_tune.rank_logs import append_log, log_tail, rank_log_path
+from lightning_tune.rank_logs import append_log, failure_log_note, rank_log_path
 from lightning_tune.launchers.contract import RayLaunchedStrategy, WorkerContext
+from lightning_tune.launchers.in_trial import (PeerWatch, bundle_on_this_node, run_rank_zero_here,
+                                               trains_rank_zero_here)
 from lightning_tune.launchers.pickling import serialize_for_workers
 from lightning_tune.launchers.ranks import WorkerHost, assign_ranks
 from lightning_tune.launchers.restore import files_for_other_nodes, restore_path
 from lightning_tune.launchers.warm_pool import WARM_POOL, ParkedWorkers, pool_key
 from lightning_tune.launchers.watchdog import Watchdog
-from lightning_tune.launchers.worker import TrainingWorker, WorkerOutput, recover_results_in_driver
+from lightning_tune.launchers.worker import (TrainingWorker, WorkerOutput,
+                                             recover_results_in_driver, this_host)
 from lightning_tune.resources import bundle_fits, check_cluster_can_hold
 from lightning_tune.trial_folder import trial_folder
 
@@ -68,38 +72,49 @@ class RayLauncher:
         ensure_ray()
         bundles = self._reserve_bundles()
         in_trial = in_tune_trial()
+        here = in_trial and not bundles.owned and trains_rank_zero_here(strategy) \
+            and bundle_on_this_node(bundles.group, bundles.indices[0])
+        indices = bundles.indices[1:] if here else bundles.indices  # rank 0's stays unused
         reusable = in_trial and not bundles.owned and strategy.reuse_workers
-        key = (pool_key(strategy, bundles.group.id.hex(), bundles.indices)
+        key = (pool_key(strategy, bundles.group.id.hex(), indices)
                if in_trial and not bundles.owned else None)
         # workers (and bridge) the last trial here left, or that start_early started
         parked = WARM_POOL.take(key)
         WARM_POOL.release()  # anything else parked: this trial's bundles are all it has
-        bridge = (parked.bridge if parked and parked.bridge else Bridge()) if in_trial else None
+        bridge = (parked.bridge if parked and parked.bridge else Bridge()) \
+            if in_trial and not here else None
         watchdog = (Watchdog(strategy.worker_timeout_s, strategy.num_workers)
                     if strategy.worker_timeout_s else None)
         finished = False
         try:
-            hosts = self._take_workers(bundles, parked)
+            hosts = ([this_host()] if here else []) + self._take_workers(
+                bundles.group, indices, parked)
             placements, envs = assign_ranks(hosts)
             for env, backend_env in zip(envs, strategy.start_backend(placements, hosts)):
                 env.update(backend_env)
             payload_ref = ray.put(payload)
             channel = bridge.channel() if bridge else None
-            restore = files_for_other_nodes(restore_path(function, args, kwargs),
-                                            [host.node_id for host in hosts])
+            nodes = [host.node_id for host in hosts]
+            restore = files_for_other_nodes(restore_path(function, args, kwargs), nodes)
             logs = _rank_logs(len(placements)) if in_trial else [None] * len(placements)
-            here = ray.get_runtime_context().get_node_id()
+            node = ray.get_runtime_context().get_node_id()
             running = {
-                worker.run.remote(payload_ref, placement, env,
+                worker.run.remote(payload_ref, placements[rank], envs[rank],
                                   WorkerContext(channel, watchdog.marks_for(rank) if watchdog
                                                 else None, logs[rank],
                                                 send_log_back=logs[rank] is not None
-                                                and hosts[rank].node_id != here),
+                                                and nodes[rank] != node),
                                   strategy.init_hook, restore, shared_data.references()): rank
-                for rank, (worker, placement, env) in enumerate(zip(self._workers, placements, envs))
+                for rank, worker in enumerate(self._workers, start=len(hosts) - len(self._workers))
             }
-            output = self._wait_for_workers(running, bridge, watchdog, logs,
-                                            [host.node_id for host in hosts])
+            if here:
+                peers = PeerWatch(lambda: self._wait_for_workers(running, None, None, logs, nodes),
+                                  self.kill)
+                results = run_rank_zero_here(function, args, kwargs, strategy, placements[0],
+                                             envs[0], logs[0], peers, self.kill)
+            else:
+                output = self._wait_for_workers(running, bridge, watchdog, logs, nodes)
+                results = output.results
             finished = True
         finally:
             strategy.stop_backend()
@@ -107,9 +122,9 @@ class RayLauncher:
                 WARM_POOL.park(key, self._workers, bridge)  # the workers wait for the next trial
                 self._workers, bridge = [], None
             self._teardown(bridge, watchdog, bundles)
-        if trainer is not None:
+        if trainer is not None and not here:
             recover_results_in_driver(trainer, output)
-        return output.results
+        return results
 
     def start_early(self) -> None:
         """In a Tune trial, start the workers now, while the trial process builds its model
@@ -119,17 +134,19 @@ class RayLauncher:
         if group is None or not in_tune_trial():
             return
         bundles = self._reserve_bundles()  # the trial's own: refuses a trial of the wrong shape
-        key = pool_key(strategy, group.id.hex(), bundles.indices)
+        here = trains_rank_zero_here(strategy) and bundle_on_this_node(group, bundles.indices[0])
+        indices = bundles.indices[1:] if here else bundles.indices
+        key = pool_key(strategy, group.id.hex(), indices)
         if WARM_POOL.holds(key):
             return
         WARM_POOL.release()
-        WARM_POOL.park(key, [self._start_worker(group, index) for index in bundles.indices],
-                       Bridge())
+        WARM_POOL.park(key, [self._start_worker(group, index) for index in indices],
+                       None if here else Bridge())
 
     def kill(self, signum: Any = None) -> None:
-        for worker in self._workers:
+        workers, self._workers = self._workers, []  # also called from rank 0's peer watch
+        for worker in workers:
             ray.kill(worker, no_restart=True)
-        self._workers = []
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
@@ -161,15 +178,17 @@ class RayLauncher:
                         waited, count, shape)
         return _Bundles(group, list(range(count)), True)
 
-    def _take_workers(self, bundles: _Bundles, parked: Optional[ParkedWorkers]) -> List[WorkerHost]:
-        """Set ``self._workers``: the parked ones if they still live, else new ones."""
+    def _take_workers(self, group: PlacementGroup, indices: List[int],
+                      parked: Optional[ParkedWorkers]) -> List[WorkerHost]:
+        """Set ``self._workers``: the parked ones if they still live, else new ones in the
+        bundles ``indices`` of ``group``."""
         if parked:
             self._workers = parked.workers
             try:
                 return ray.get([worker.describe.remote() for worker in parked.workers])
             except ray.exceptions.RayActorError:
                 self.kill()  # one died while parked: start them all afresh
-        self._workers = [self._start_worker(bundles.group, index) for index in bundles.indices]
+        self._workers = [self._start_worker(group, index) for index in indices]
         return ray.get([worker.describe.remote() for worker in self._workers])
 
     def _start_worker(self, group: PlacementGroup, bundle_index: int) -> Any:
@@ -186,7 +205,7 @@ class RayLauncher:
     # --- while they train ---------------------------------------------------------------------
     def _wait_for_workers(self, running: Dict[ray.ObjectRef, int], bridge: Optional[Bridge],
                           watchdog: Optional[Watchdog], logs: List[Optional[str]],
-                          nodes: List[str]) -> WorkerOutput:
+                          nodes: List[str]) -> Optional[WorkerOutput]:
         """Block until every rank returns, passing rank 0's reports to Tune meanwhile.
 
         The first rank to fail ends the wait: its peers may be stuck in a collective. With a
@@ -205,7 +224,7 @@ class RayLauncher:
                     watchdog.check()
                 except WorkerError as error:
                     raise WorkerError(error.rank,
-                                      error.detail + _tail_of(logs[error.rank])) from None
+                                      error.detail + failure_log_note(logs[error.rank])) from None
                 continue
             ref = ready[0]
             if ref not in pending:
@@ -216,13 +235,13 @@ class RayLauncher:
                 result = ray.get(ref)
             except ray.exceptions.RayTaskError as error:
                 append_log(logs[rank], getattr(error.cause, "rank_log", None), nodes[rank])
-                raise WorkerError(rank, str(error) + _tail_of(logs[rank])) from error.cause
+                raise WorkerError(rank, str(error) + failure_log_note(logs[rank])) from error.cause
             except ray.exceptions.RayActorError as error:
                 raise WorkerError(rank, f"the worker process died: {error}"
-                                  + _tail_of(logs[rank])) from None
+                                  + failure_log_note(logs[rank])) from None
             append_log(logs[rank], result.log, nodes[rank])
             outputs[rank] = result.output
-        return outputs[0]
+        return outputs.get(0)  # None when rank 0 trained in this process
 
     # --- where workers go -----------------------------------------------------------------------
     def _teardown(self, bridge: Optional[Bridge], watchdog: Optional[Watchdog],
@@ -247,8 +266,3 @@ def _rank_logs(count: int) -> List[Optional[str]]:
     """Each rank's log file in this Tune trial's folder."""
     trial_dir = trial_folder()
     return [rank_log_path(trial_dir, rank) for rank in range(count)]
-
-
-def _tail_of(log: Optional[str]) -> str:
-    tail = log_tail(log)
-    return f"\nThe last lines of its log ({log}):\n{tail}" if tail else ""

@@ -63,11 +63,7 @@ class TrainingWorker:
         gc.freeze()
 
     def describe(self) -> WorkerHost:
-        ip = ray.util.get_node_ip_address()
-        # gloo talks over the interface Ray uses (loopback for a local Ray) unless told otherwise
-        interface = os.environ.get("GLOO_SOCKET_IFNAME") or interface_of(ip)
-        return WorkerHost(ray.get_runtime_context().get_node_id(), ip,
-                          [str(gpu) for gpu in ray.get_gpu_ids()], interface)
+        return this_host()
 
     def run(self, payload: bytes, placement: WorkerPlacement, env: Dict[str, str],
             context: WorkerContext, init_hook: Optional[Callable[[], None]],
@@ -108,6 +104,15 @@ class TrainingWorker:
         # shutdown here could hold back this rank's error while its peers wait
         trainer.strategy.leave_worker()
         return output
+
+
+def this_host() -> WorkerHost:
+    """Where this process runs, as its rank's placement needs it."""
+    ip = ray.util.get_node_ip_address()
+    # gloo talks over the interface Ray uses (loopback for a local Ray) unless told otherwise
+    interface = os.environ.get("GLOO_SOCKET_IFNAME") or interface_of(ip)
+    return WorkerHost(ray.get_runtime_context().get_node_id(), ip,
+                      [str(gpu) for gpu in ray.get_gpu_ids()], interface)
 
 
 def _to_cpu(data: Any) -> Any:

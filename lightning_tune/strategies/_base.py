@@ -35,6 +35,8 @@ _RAY_LIGHTNING_NAMES = {"num_cpus_per_worker": "cpus_per_worker",
 class RayStrategyBase(PerTree):
     """The launcher-facing half of a Ray strategy; concrete strategies add the backend."""
 
+    # rank 0 may train in the Tune trial process (see launchers.in_trial); DDP offers it
+    rank_zero_in_trial: bool = False
     # set in the worker by enter_worker
     placement: Optional[WorkerPlacement] = None
     report_channel: Optional[ReportChannel] = None
@@ -93,6 +95,9 @@ class RayStrategyBase(PerTree):
         import torch.distributed as dist
 
         if dist.is_available() and dist.is_initialized():
+            # no rank closes its connections while a peer still uses them (a subgroup the
+            # job made at its very end may still be connecting)
+            dist.barrier()
             dist.destroy_process_group()
 
     # --- steps, marked for the watchdog ------------------------------------------------------

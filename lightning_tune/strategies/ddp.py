@@ -7,6 +7,7 @@ from typing import Any, Callable, Mapping, Optional
 import lightning.pytorch as pl
 import torch
 
+from lightning_tune.errors import InvalidTypeError
 from lightning_tune.lightning_trees import LIGHTNING, TreeTwin
 from lightning_tune.strategies._base import (RayStrategyBase, TorchProcessGroupMixin,
                                              check_known_arguments, parameter_names)
@@ -21,12 +22,16 @@ class RayDDPStrategyImpl(TorchProcessGroupMixin, RayStrategyBase):
                  resources_per_worker: Optional[Mapping[str, float]] = None,
                  init_hook: Optional[Callable[[], None]] = None,
                  worker_timeout_s: Optional[float] = None, reuse_workers: bool = True,
-                 **ddp_kwargs: Any) -> None:
+                 rank_zero_in_trial: bool = True, **ddp_kwargs: Any) -> None:
         check_known_arguments("RayDDPStrategy", ddp_kwargs, parameter_names(
             RayDDPStrategyImpl.__init__, self.lightning_base().__init__,
             torch.nn.parallel.DistributedDataParallel.__init__))
         self._init_workers(num_workers, cpus_per_worker, use_gpu, resources_per_worker,
                            init_hook, worker_timeout_s, reuse_workers)
+        if not isinstance(rank_zero_in_trial, bool):
+            raise InvalidTypeError(
+                f"rank_zero_in_trial must be True or False, got {rank_zero_in_trial!r}.")
+        self.rank_zero_in_trial = rank_zero_in_trial
         super().__init__(cluster_environment=self._new_cluster_environment(), **ddp_kwargs)
 
     @classmethod
@@ -43,7 +48,9 @@ class RayDDPStrategy(RayDDPStrategyImpl, pl.strategies.DDPStrategy, metaclass=Tr
     the CPUs and GPUs (``{"GPU": 0}`` turns GPUs off). With ``worker_timeout_s``, a rank that
     makes no progress for that long (counted once every rank reached its first step) stops the run with
     an error naming it. In a Tune trial, ``reuse_workers`` lets the next trial of the same
-    shape take these workers, warm, once they finished cleanly. Other keyword arguments go
+    shape take these workers, warm, once they finished cleanly; and with
+    ``rank_zero_in_trial`` (the default), no GPU and no ``worker_timeout_s``, rank 0 trains in
+    the trial process itself, one worker process fewer. Other keyword arguments go
     to Lightning's ``DDPStrategy`` and ``DistributedDataParallel`` (``find_unused_parameters``,
     ``process_group_backend``, ...); an unknown one is refused here, naming the closest.
 

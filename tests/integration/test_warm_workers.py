@@ -15,7 +15,7 @@ pytestmark = pytest.mark.timeout(300)
 
 
 def run_trials(tmp_path, name, trials, reuse_workers=True, scheduler="fifo", max_epochs=1,
-               gpus_per_worker=0):
+               gpus_per_worker=0, rank_zero_in_trial=True):
     """``trials``: one dict of LeakyClassifier arguments per trial, run one after another."""
     record_dir = tmp_path / f"records_{name}"
     record_dir.mkdir()
@@ -27,6 +27,7 @@ def run_trials(tmp_path, name, trials, reuse_workers=True, scheduler="fifo", max
                             max_epochs=max_epochs, strategy="ddp", num_workers=2,
                             scheduler=scheduler, num_samples=1, max_concurrent_trials=1,
                             reuse_workers=reuse_workers, gpus_per_worker=gpus_per_worker,
+                            strategy_kwargs={"rank_zero_in_trial": rank_zero_in_trial},
                             storage_path=str(tmp_path), name=name, verbose=0)
     records = {}
     for path in glob.glob(str(record_dir / "*.json")):
@@ -46,8 +47,11 @@ def test_next_trial_takes_the_warm_workers_and_finds_nothing_left(ray_cluster, t
         # Tune reused the trial process, and the trial its workers
         assert first["trial_pid"] == second["trial_pid"] == failed["trial_pid"]
         assert first["pid"] == second["pid"] == failed["pid"]
-        # workers of a failed job are never parked: the next trial starts new ones
+        # workers of a failed job are never parked, and Tune replaces a failed trial's
+        # process: the next trial starts new ones
         assert after["pid"] != failed["pid"]
+        # rank 0 trains in the trial process itself; rank 1 in a worker actor
+        assert (first["pid"] == first["trial_pid"]) == (rank == 0)
         for record in (second, failed):  # found nothing the trial before it left
             assert record["leaked_variable"] is None and record["pl_global_seed"] is None
             assert record["initial_seed"] not in (1234, 1235)
@@ -72,7 +76,9 @@ def test_a_trial_the_scheduler_stopped_leaves_no_workers_to_reuse(ray_cluster, t
         first, stopped, after = (records[(tag, rank)] for tag in range(3))
         assert first["trial_pid"] == stopped["trial_pid"] == after["trial_pid"]
         assert stopped["pid"] == first["pid"]  # a clean finish parks its workers
-        assert after["pid"] != stopped["pid"]  # a stopped trial's workers were killed
+    # rank 0 trains in the trial process, which Tune keeps; rank 1's worker was killed
+    assert records[(2, 0)]["pid"] == records[(1, 0)]["pid"] == records[(1, 0)]["trial_pid"]
+    assert records[(2, 1)]["pid"] != records[(1, 1)]["pid"]
     assert alive_actors("TrainingWorker") == []
 
 
@@ -86,11 +92,18 @@ def test_a_parked_worker_holds_no_cuda_memory(ray_cluster, tmp_path):
         assert 0 < records[(1, rank)]["cuda_allocated"] == records[(0, rank)]["cuda_allocated"]
 
 
-def test_reuse_workers_false_starts_new_workers_each_trial(ray_cluster, tmp_path):
-    _, records = run_trials(tmp_path, "cold", [{}, {}], reuse_workers=False)
+@pytest.mark.parametrize("rank_zero_in_trial", [True, False])
+def test_reuse_workers_false_starts_new_workers_each_trial(ray_cluster, tmp_path,
+                                                           rank_zero_in_trial):
+    _, records = run_trials(tmp_path, "cold", [{}, {}], reuse_workers=False,
+                            rank_zero_in_trial=rank_zero_in_trial)
     assert len(records) == 4
     for rank in (0, 1):
         assert records[(0, rank)]["pid"] != records[(1, rank)]["pid"]
+    # rank 0: the trial process itself, or (turned off) a worker actor like rank 1
+    for tag in (0, 1):
+        assert (records[(tag, 0)]["pid"] == records[(tag, 0)]["trial_pid"]) == rank_zero_in_trial
+        assert records[(tag, 1)]["pid"] != records[(tag, 1)]["trial_pid"]
     assert alive_actors("TrainingWorker") == []
 
 
@@ -100,8 +113,10 @@ def test_reuse_workers_must_be_a_bool():
                        reuse_workers="yes")
 
 
-@pytest.mark.parametrize("reuse_workers", [True, False])
-def test_workers_start_before_the_trial_builds_its_model(ray_cluster, tmp_path, reuse_workers):
+@pytest.mark.parametrize("reuse_workers,rank_zero_in_trial",
+                         [(True, True), (False, True), (True, False)])
+def test_workers_start_before_the_trial_builds_its_model(ray_cluster, tmp_path, reuse_workers,
+                                                         rank_zero_in_trial):
     import ray._private.state as ray_state
 
     before = {actor_id for actor_id, actor in ray_state.actors().items()
@@ -113,13 +128,16 @@ def test_workers_start_before_the_trial_builds_its_model(ray_cluster, tmp_path, 
                             datamodule=DigitsDataModule, max_epochs=1, strategy="ddp",
                             num_workers=2, scheduler="fifo", num_samples=1,
                             max_concurrent_trials=1, reuse_workers=reuse_workers,
+                            strategy_kwargs={"rank_zero_in_trial": rank_zero_in_trial},
                             storage_path=str(tmp_path), name="early", verbose=0)
     assert not result.result_grid.errors
     built = [json.load(open(record_dir / f"built_{tag}.json")) for tag in (0, 1)]
-    # both trials' workers were there when the model was built: started early, or kept warm
-    assert [record["waiting_workers"] for record in built] == [2, 2]
+    # both trials' workers were there when the model was built: started early, or kept warm;
+    # rank 0 needs none when it trains in the trial process
+    workers = 1 if rank_zero_in_trial else 2
+    assert [record["waiting_workers"] for record in built] == [workers, workers]
     started = {actor_id for actor_id, actor in ray_state.actors().items()
                if actor["ActorClassName"].endswith("TrainingWorker")} - before
     # the workers started early are the ones that trained: no second set was started
-    assert len(started) == (2 if reuse_workers else 4)
+    assert len(started) == (workers if reuse_workers else 2 * workers)
     assert alive_actors("TrainingWorker") == []
