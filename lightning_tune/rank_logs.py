@@ -78,6 +78,8 @@ def output_to(path: Optional[str]) -> Iterator[None]:
         os.dup2(log.fileno(), 2)
         try:
             yield
+        except SystemExit:  # Tune ending a trial it stopped: no failure of the job
+            raise
         except BaseException:
             sys.stderr.write(f"{_FAILED}\n")  # the log ends with the error, as a console would
             traceback.print_exc()

@@ -20,16 +20,17 @@ import os
 import tempfile
 import time
 import uuid
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import ray
 
-from lightning_tune.errors import InvalidArgumentError
+from lightning_tune.errors import InvalidArgumentError, WorkerError
 
 RENDEZVOUS_VARIABLE = "LIGHTNING_TUNE_RENDEZVOUS"
 _FILE = "file:"
 _ACTOR = "ray-actor:"
 _NAMESPACE = "lightning_tune"
+_ARRIVED = "lightning_tune/arrived/"  # a rank's key once it opened the store
 
 
 @ray.remote(num_cpus=0)
@@ -109,6 +110,29 @@ def open_store(address: str, world_size: int, timeout_s: float) -> Any:
         actor = ray.get_actor(address[len(_ACTOR):], namespace=_NAMESPACE)
         return _actor_store_class()(actor, timeout_s)
     raise InvalidArgumentError(f"Unknown rendezvous address {address!r}.")
+
+
+def wait_for_peers(store: Any, rank: int, world_size: int, timeout_s: float,
+                   peers_failed: Optional[Callable[[], bool]] = None) -> None:
+    """Mark this rank arrived at ``store``, then wait until every rank has.
+
+    The wait is here, in Python, so that it can end early: torch's own join waits out its
+    whole timeout (30 minutes by default) for a peer that died before it arrived, while the
+    launcher (``peers_failed``) already knows that it did.
+    """
+    store.set(f"{_ARRIVED}{rank}", b"1")
+    keys = [f"{_ARRIVED}{other}" for other in range(world_size)]
+    deadline, pause = time.monotonic() + timeout_s, 0.001
+    while not store.check(keys):
+        if peers_failed is not None and peers_failed():
+            raise WorkerError(rank, "a peer rank failed before the process group formed")
+        if time.monotonic() > deadline:
+            missing = [other for other in range(world_size)
+                       if not store.check([f"{_ARRIVED}{other}"])]
+            raise WorkerError(rank, f"ranks {missing} never reached the process group within "
+                                    f"{timeout_s:.0f} s")
+        time.sleep(pause)
+        pause = min(pause * 2, 0.02)
 
 
 @functools.cache

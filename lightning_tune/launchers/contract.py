@@ -37,6 +37,8 @@ class WorkerContext(NamedTuple):
     log_path: Optional[str] = None  # where the rank's output goes (in Tune: its trial folder)
     # the trial folder is on another node: log on this node, send the text back
     send_log_back: bool = False
+    # rank 0 in the trial process: whether a worker rank already failed (ends waits for it)
+    peers_failed: Optional[Callable[[], bool]] = None
 
 
 @runtime_checkable

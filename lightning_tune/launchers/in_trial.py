@@ -2,14 +2,16 @@
 
 The trial process has already imported torch and Lightning and built the model, so training
 rank 0 there saves a worker process per trial (its start and its ~6 s of CPU importing), and
-its reports go to Tune directly instead of over the bridge's queue actor. The trial's bundles
-keep their shape: rank 0 stands for the first worker bundle, which no actor then takes.
+its reports go to Tune directly instead of over the bridge's queue actor. The trial's
+bundles keep their shape: rank 0 stands for the first worker bundle, which no actor then
+takes.
 
 It is chosen only where the trial process can stand in for a worker safely: the strategy
 offers it (``rank_zero_in_trial``, DDP), that bundle is on the trial process's node, no rank
-needs a GPU (the trial's head bundle has none), and no watchdog (``worker_timeout_s``) is set, since a stalled rank must be a process
-that can be killed. A failure of another rank is seen by a thread watching the workers; it
-kills them, so rank 0's next collective fails too, and the error then names that rank.
+needs a GPU (the trial's head bundle has none), and no watchdog (``worker_timeout_s``) is
+set, since a stalled rank must be a process that can be killed. A failure of another rank is
+seen by a thread watching the workers; it kills them, so rank 0's next collective fails too,
+and the error then names that rank.
 """
 
 from __future__ import annotations
@@ -64,6 +66,10 @@ class PeerWatch(threading.Thread):
             self._failed.set()
             self._stop_peers()
 
+    def failed(self) -> bool:
+        """Whether a worker rank failed already."""
+        return self._failed.is_set()
+
     def failure_behind(self, error: BaseException) -> Optional[BaseException]:
         """The peer's failure that made rank 0 fail with ``error``, if there was one."""
         if self.failure is None and _from_the_process_group(error):
@@ -94,7 +100,8 @@ def run_rank_zero_here(function: Callable, args: tuple, kwargs: dict,
         with output_to(log):
             if strategy.init_hook is not None:
                 strategy.init_hook()
-            strategy.enter_worker(placement, WorkerContext(None, None, log))
+            strategy.enter_worker(placement, WorkerContext(None, None, log,
+                                                           peers_failed=peers.failed))
             results = function(*args, **kwargs)
             if trainer.state.fn is not None and trainer.state.fn.value == "fit":
                 strategy.weights_for_driver()  # a collective where a strategy gathers
@@ -106,20 +113,31 @@ def run_rank_zero_here(function: Callable, args: tuple, kwargs: dict,
         _abandon_process_group()
         if failure is not None:
             raise failure
-        raise WorkerError(0, "".join(traceback.format_exception(error))
+        unexplained = ("\nA process-group error, but no worker rank was reported failed "
+                       f"within {PEER_GRACE_S:g} s: a peer may still have died first."
+                       if _from_the_process_group(error) else "")
+        raise WorkerError(0, "".join(traceback.format_exception(error)) + unexplained
                           + failure_log_note(log)) from error
     except BaseException:
         stop_peers()
         _abandon_process_group()
         raise
     finally:
-        os.environ.clear()
-        os.environ.update(saved)
+        _restore_environ(saved)
         torch.set_num_threads(threads)
     peers.join()
     if peers.failure is not None:
         raise peers.failure
     return results
+
+
+def _restore_environ(saved: dict) -> None:
+    """The environment as ``saved``, changing only what differs (other threads read it)."""
+    for name in [name for name in os.environ if name not in saved]:
+        os.environ.pop(name, None)
+    for name, value in saved.items():
+        if os.environ.get(name) != value:
+            os.environ[name] = value
 
 
 def _abandon_process_group() -> None:

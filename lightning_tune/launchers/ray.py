@@ -6,17 +6,19 @@ the trial's own worker bundles (or a placement group of their own outside Tune),
 the pool when the last trial of this process left some; the strategy's backend starts;
 every rank trains while rank 0's reports travel over the bridge and the watchdog looks for
 a stalled rank (or, in a Tune trial of a strategy that allows it, rank 0 trains in the trial
-process itself and reports to Tune directly: ``in_trial``); then the workers go back to the pool (a clean finish in a Tune trial with
-``reuse_workers``) or are killed (everything else, failures always).
+process itself and reports to Tune directly: ``in_trial``); then the workers go back to the
+pool (a clean finish in a Tune trial with ``reuse_workers``) or are killed (everything else,
+failures always).
 
 The parts live beside this module: ``ranks`` (who is which rank), ``worker`` (the actor and
 what it sends back), ``restore`` (the checkpoint a job resumes from, on every node),
-``pickling``, ``warm_pool``, ``watchdog``; ``contract`` is what a
-strategy offers the launcher.
+``pickling``, ``warm_pool``, ``watchdog``, ``in_trial`` (rank 0 in the trial process);
+``contract`` is what a strategy offers the launcher.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any, Callable, Dict, List, NamedTuple, Optional
 
@@ -107,11 +109,12 @@ class RayLauncher:
                                   strategy.init_hook, restore, shared_data.references()): rank
                 for rank, worker in enumerate(self._workers, start=len(hosts) - len(self._workers))
             }
-            if here:
+            if here:  # the watch stops this job's workers only, even if it outlives the job
+                stop = functools.partial(_kill_all, list(self._workers))
                 peers = PeerWatch(lambda: self._wait_for_workers(running, None, None, logs, nodes),
-                                  self.kill)
+                                  stop)
                 results = run_rank_zero_here(function, args, kwargs, strategy, placements[0],
-                                             envs[0], logs[0], peers, self.kill)
+                                             envs[0], logs[0], peers, stop)
             else:
                 output = self._wait_for_workers(running, bridge, watchdog, logs, nodes)
                 results = output.results
@@ -144,9 +147,8 @@ class RayLauncher:
                        None if here else Bridge())
 
     def kill(self, signum: Any = None) -> None:
-        workers, self._workers = self._workers, []  # also called from rank 0's peer watch
-        for worker in workers:
-            ray.kill(worker, no_restart=True)
+        workers, self._workers = self._workers, []
+        _kill_all(workers)
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
@@ -260,6 +262,11 @@ def start_workers_early(strategy: RayLaunchedStrategy) -> None:
     """Start ``strategy``'s workers for the Tune trial this process is building (see
     :meth:`RayLauncher.start_early`); outside a trial, nothing."""
     RayLauncher(strategy).start_early()
+
+
+def _kill_all(workers: List[Any]) -> None:
+    for worker in workers:
+        ray.kill(worker, no_restart=True)
 
 
 def _rank_logs(count: int) -> List[Optional[str]]:

@@ -41,6 +41,7 @@ class RayStrategyBase(PerTree):
     placement: Optional[WorkerPlacement] = None
     report_channel: Optional[ReportChannel] = None
     step_marks: Optional[StepMarks] = None
+    peers_failed: Optional[Callable[[], bool]] = None
 
     def _init_workers(self, num_workers: int, cpus_per_worker: float, use_gpu: bool,
                       resources_per_worker: Optional[Mapping[str, float]],
@@ -81,6 +82,7 @@ class RayStrategyBase(PerTree):
     def enter_worker(self, placement: WorkerPlacement, context: WorkerContext) -> None:
         self.placement = placement
         self.report_channel, self.step_marks = context.report_channel, context.step_marks
+        self.peers_failed = context.peers_failed
         self.cluster_environment = self._new_cluster_environment()
         self.num_nodes = placement.num_nodes
         accelerators = tree_module(self.lightning_tree, "accelerators")
@@ -145,7 +147,7 @@ class RayStrategyBase(PerTree):
 
     def __getstate__(self) -> dict:
         state = dict(super().__getstate__())
-        for name in ("report_channel", "step_marks"):
+        for name in ("report_channel", "step_marks", "peers_failed"):
             state.pop(name, None)
         return state
 
@@ -190,7 +192,7 @@ class TorchProcessGroupMixin:
 
         import torch.distributed as dist
 
-        from lightning_tune.rendezvous import RENDEZVOUS_VARIABLE, open_store
+        from lightning_tune.rendezvous import RENDEZVOUS_VARIABLE, open_store, wait_for_peers
 
         address = os.environ.get(RENDEZVOUS_VARIABLE)
         if self.placement is None or not address or dist.is_initialized():
@@ -201,7 +203,10 @@ class TorchProcessGroupMixin:
         if device.type == "cuda":  # NCCL binds to the device this rank trains on
             torch.cuda.set_device(device)
             options["device_id"] = device
-        store = open_store(address, self.placement.world_size, self._timeout.total_seconds())
+        timeout_s = self._timeout.total_seconds()
+        store = open_store(address, self.placement.world_size, timeout_s)
+        wait_for_peers(store, self.placement.global_rank, self.placement.world_size, timeout_s,
+                       self.peers_failed)
         dist.init_process_group(self._get_process_group_backend(), store=store,
                                 rank=self.placement.global_rank,
                                 world_size=self.placement.world_size, timeout=self._timeout,

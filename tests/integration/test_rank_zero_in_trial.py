@@ -95,6 +95,26 @@ def test_a_failing_rank_is_named_and_no_worker_is_left(ray_cluster, tmp_path, fa
     assert alive_actors("TrainingWorker") == []
 
 
+def fail_on_a_worker():
+    """An init hook that fails on every rank but rank 0, before the process group forms."""
+    if os.environ.get("RANK") != "0":
+        raise ValueError("deliberate failure before joining, on a worker")
+
+
+def test_a_worker_failing_before_the_group_forms_ends_the_trial_at_once(ray_cluster, tmp_path):
+    # rank 0 waits for its peer to arrive; torch alone would wait out its 30-minute timeout
+    trainable = lightning_trainable(FailingOnRank, datamodule=DigitsDataModule, max_epochs=1,
+                                    strategy="ddp", num_workers=2,
+                                    strategy_kwargs={"init_hook": fail_on_a_worker})
+    tuner = tune.Tuner(trainable, param_space={"fail_rank": -1},
+                       run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0))
+    (result,) = tuner.fit()
+    text = str(result.error)
+    assert "Training worker rank 1 failed" in text
+    assert "deliberate failure before joining, on a worker" in text
+    assert alive_actors("TrainingWorker") == []
+
+
 def test_a_one_rank_ddp_trial_starts_no_worker_actor(ray_cluster, tmp_path):
     before = _training_workers()
     records = tmp_path / "records"
