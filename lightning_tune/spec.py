@@ -191,9 +191,8 @@ class TrialSpec:
     def trial_resources(self) -> PlacementGroupFactory:
         """What one trial reserves: its workers' bundles, or one bundle when it trains itself.
 
-        With workers the head bundle holds no CPU (as Ray Train's coordinator's does), so a
-        2-worker trial fits a 2-CPU machine; where the trial process trains rank 0 itself it
-        stands for the first worker bundle (``launchers.in_trial``).
+        With workers the head holds no CPU, so 2 workers fit 2 CPUs; a trial process that
+        trains rank 0 stands for the first worker bundle (``launchers.in_trial``).
         """
         if self.strategy is None:
             bundle = {"CPU": self.cpus_per_worker}
