@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from typing import Any, Callable, Dict, List, NamedTuple, Optional
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
 import ray
 from ray.util.placement_group import (PlacementGroup, get_current_placement_group,
@@ -74,9 +74,7 @@ class RayLauncher:
         ensure_ray()
         bundles = self._reserve_bundles()
         in_trial = in_tune_trial()
-        here = in_trial and not bundles.owned and trains_rank_zero_here(strategy) \
-            and bundle_on_this_node(bundles.group, bundles.indices[0])
-        indices = bundles.indices[1:] if here else bundles.indices  # rank 0's stays unused
+        here, indices = self._worker_bundles(bundles, in_trial)
         reusable = in_trial and not bundles.owned and strategy.reuse_workers
         key = (pool_key(strategy, bundles.group.id.hex(), indices)
                if in_trial and not bundles.owned else None)
@@ -137,8 +135,7 @@ class RayLauncher:
         if group is None or not in_tune_trial():
             return
         bundles = self._reserve_bundles()  # the trial's own: refuses a trial of the wrong shape
-        here = trains_rank_zero_here(strategy) and bundle_on_this_node(group, bundles.indices[0])
-        indices = bundles.indices[1:] if here else bundles.indices
+        here, indices = self._worker_bundles(bundles, in_trial=True)
         key = pool_key(strategy, group.id.hex(), indices)
         if WARM_POOL.holds(key):
             return
@@ -179,6 +176,13 @@ class RayLauncher:
             log.warning("Waited %.0f s for %d worker bundles of %s; the cluster is busy.",
                         waited, count, shape)
         return _Bundles(group, list(range(count)), True)
+
+    def _worker_bundles(self, bundles: _Bundles, in_trial: bool) -> Tuple[bool, List[int]]:
+        """Whether rank 0 trains in this trial process, and the bundles the worker actors
+        take: all of them, or all but the first, which rank 0 here stands for."""
+        here = in_trial and not bundles.owned and trains_rank_zero_here(self._strategy) \
+            and bundle_on_this_node(bundles.group, bundles.indices[0])
+        return here, bundles.indices[1:] if here else bundles.indices
 
     def _take_workers(self, group: PlacementGroup, indices: List[int],
                       parked: Optional[ParkedWorkers]) -> List[WorkerHost]:
